@@ -1,0 +1,96 @@
+"""Data sources under the I/O contract, and the errors for bad folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train import data
+from train.__main__ import main
+
+COLOURS = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (10, 30, 230)}
+
+
+def write_rgb_folder(root, per_class: int = 6, size: int = 20):
+    rng = np.random.default_rng(0)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 10, (size, size, 3)), 0, 255)
+            suffix = ".png" if i % 2 else ".jpg"
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}{suffix}")
+    return root
+
+
+def test_digits_contract():
+    d = data.load_digits()
+    assert d.images.dtype == np.float32 and d.images.shape[1:] == (8, 8, 1)
+    assert d.images.min() == 0 and d.images.max() == 255  # 0..16 scaled by 255/16
+    assert d.class_names == [str(i) for i in range(10)]
+
+
+def test_split_is_fixed_stratified_and_disjoint():
+    a, b = data.split(data.load_digits(), seed=0), data.split(data.load_digits(), seed=0)
+    np.testing.assert_array_equal(a.test.labels, b.test.labels)
+    sizes = [len(s.labels) for s in (a.train, a.val, a.test)]
+    assert sum(sizes) == 1797 and sizes[2] == 360
+    assert set(np.bincount(a.test.labels)) <= {35, 36, 37}
+
+
+@pytest.mark.parametrize("channels", [1, 3], ids=["1ch", "3ch"])
+def test_synthetic_any_size(channels):
+    d = data.make_synthetic(50, 12, channels, 4, seed=1)
+    assert d.images.shape == (50, 12, 12, channels) and d.images.dtype == np.float32
+    assert d.images.min() >= 0 and d.images.max() <= 255
+    np.testing.assert_array_equal(d.images, data.make_synthetic(50, 12, channels, 4, 1).images)
+
+
+def test_folder_rgb(tmp_path):
+    root = write_rgb_folder(tmp_path / "colours")
+    d = data.load_folder(root, image_size=8, channels=3)
+    assert d.class_names == sorted(COLOURS)
+    assert d.images.shape == (18, 8, 8, 3) and d.images.dtype == np.float32
+    for label, name in enumerate(d.class_names):
+        mean = d.images[d.labels == label].mean(axis=(0, 1, 2))
+        assert np.argmax(mean) == np.argmax(COLOURS[name]), f"{name}: channels out of order"
+
+
+def test_folder_grey_from_rgb(tmp_path):
+    d = data.load_folder(write_rgb_folder(tmp_path / "c"), image_size=8, channels=1)
+    assert d.images.shape == (18, 8, 8, 1)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    root = write_rgb_folder(tmp_path / "c")
+    bad = root / "red" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(data.DataError, match=r"broken\.png"):
+        data.load_folder(root, 8, 3)
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataError, match="at least 2"):
+        data.load_folder(tmp_path / "empty", 8, 3)
+
+
+def test_one_class_folder(tmp_path):
+    root = write_rgb_folder(tmp_path / "c")
+    for name in ("green", "blue"):
+        for f in (root / name).iterdir():
+            f.unlink()
+    with pytest.raises(data.DataError, match="has 1 class"):
+        data.load_folder(root, 8, 3)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.load_folder(tmp_path / "nope", 8, 3)
+
+
+def test_cli_bad_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["--data", str(tmp_path / "empty"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "sub-folder" in err and "Traceback" not in err

@@ -1,0 +1,52 @@
+"""The three trainers: accuracy on digits, determinism, resume, files written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import QUICK
+
+from train import data
+from train.__main__ import run
+from train.config import TRAINERS, TrainConfig
+
+
+def quick(out, trainer, **kw) -> dict:
+    cfg = TrainConfig(out=out, **{**QUICK, **kw})
+    splits = data.load("digits", 8, 1, cfg.seed)
+    return run(cfg, trainer, splits)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_digits_accuracy(digits_checkpoints, trainer):
+    """`make train`'s settings reach >= 95% test accuracy with every trainer."""
+    out, metrics = digits_checkpoints
+    assert metrics[trainer]["test_accuracy"] >= 0.95
+    run_dir = out / trainer
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics[trainer]["test_accuracy"]
+    assert len(saved["epochs"]) == TrainConfig().epochs
+    for name in ("spec.json", "labels.txt", "curves.png"):
+        assert (run_dir / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_same_seed_same_first_epoch_loss(tmp_path, trainer):
+    a = quick(tmp_path / "a", trainer, epochs=1)["epochs"][0]["loss"]
+    b = quick(tmp_path / "b", trainer, epochs=1)["epochs"][0]["loss"]
+    c = quick(tmp_path / "c", trainer, epochs=1, seed=1)["epochs"][0]["loss"]
+    assert a == pytest.approx(b, rel=1e-6, abs=0)
+    assert a != pytest.approx(c, rel=1e-3), "a different seed should change the loss"
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_resume_continues_from_saved_epoch(tmp_path, trainer):
+    """Stop after 2 of 3 epochs, then resume: equals 3 epochs straight
+    (weights, optimiser, schedule, batch order and dropout masks all restored)."""
+    straight = quick(tmp_path / "straight", trainer, epochs=3)["epochs"]
+    quick(tmp_path / "resumed", trainer, epochs=3, stop_after=2)
+    resumed = quick(tmp_path / "resumed", trainer, epochs=3, resume=True)["epochs"]
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert resumed[2]["loss"] == pytest.approx(straight[2]["loss"], rel=1e-4)
+    assert resumed[2]["val_loss"] == pytest.approx(straight[2]["val_loss"], rel=1e-4)

@@ -1,0 +1,110 @@
+"""python -m train: train the one CNN with one or all trainers.
+
+python -m train                         # all three on the embedded digits
+python -m train --trainer torch --device cuda --bf16 --channels-last
+python -m train --data path/to/folder --image-size 32 --channels 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields
+
+from train import data
+from train.config import TRAINERS, CNNSpec, TrainConfig
+
+HELP = {
+    "trainer": f"one of {', '.join(TRAINERS)}, or all",
+    "data": "digits (embedded), synthetic, or a folder with one sub-folder per class",
+    "image_size": "side in pixels that folder/synthetic images are resized to",
+    "channels": "1 (grey) or 3 (RGB) for folder/synthetic data",
+    "synthetic_classes": "number of classes of synthetic data",
+    "synthetic_samples": "number of synthetic images",
+    "epochs": "epochs to train (with --resume: the total, counting those done)",
+    "batch_size": "images per step",
+    "lr": "peak Adam learning rate, cosine-decayed per step to 0",
+    "adam_eps": "Adam epsilon (set on both frameworks)",
+    "seed": "seed for the split, the init, dropout and the batch order",
+    "device": "auto (GPU when there is one), cpu or cuda",
+    "bf16": "torch on CUDA: bf16 autocast",
+    "channels_last": "torch on CUDA: channels_last memory format",
+    "resume": "continue from the checkpoint's last saved epoch",
+    "stop_after": "stop once this many epochs are done, to --resume later (0 = run to --epochs)",
+    "out": "checkpoint root; each trainer writes <out>/<trainer>/",
+    "max_steps": "quick mode: at most this many steps per epoch (0 = all)",
+    "quiet": "no progress bars or epoch lines",
+    "labels": None,
+}
+
+
+def parse(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0])
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if HELP[f.name] is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=HELP[f.name])
+        else:
+            kind = str if f.name in ("trainer", "out") else type(default)
+            parser.add_argument(
+                flag, type=kind, default=default, help=f"{HELP[f.name]} (default: {default})"
+            )
+    parser.set_defaults(trainer="all")
+    args = vars(parser.parse_args(argv))
+    trainers = list(TRAINERS) if args["trainer"] == "all" else [args["trainer"]]
+    unknown = [t for t in trainers if t not in TRAINERS]
+    if unknown:
+        parser.error(f"unknown trainer {unknown[0]!r}; valid: {', '.join(TRAINERS)}, all")
+    if args["device"] not in ("auto", "cpu", "cuda"):
+        parser.error(f"--device must be auto, cpu or cuda, got {args['device']!r}")
+    return TrainConfig(**args), trainers
+
+
+def run(cfg: TrainConfig, trainer: str, splits: data.Splits) -> dict:
+    cfg.trainer = trainer
+    spec = CNNSpec.for_data(
+        splits.train.image_size, splits.train.channels, len(splits.train.class_names)
+    )
+    if trainer == "torch":
+        from train import torch_loop
+
+        return torch_loop.train(cfg, splits, spec)
+    from train import keras_loop
+
+    return (keras_loop.fit if trainer == "keras-fit" else keras_loop.train)(cfg, splits, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, trainers = parse(argv)
+    try:
+        splits = data.load(
+            cfg.data,
+            cfg.image_size,
+            cfg.channels,
+            cfg.seed,
+            n=cfg.synthetic_samples,
+            num_classes=cfg.synthetic_classes,
+        )
+    except data.DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = []
+    started = time.perf_counter()
+    for trainer in trainers:
+        t0 = time.perf_counter()
+        metrics = run(cfg, trainer, splits)
+        summary.append((trainer, metrics["test_accuracy"], time.perf_counter() - t0))
+    print("\ntrainer      test_accuracy   seconds")
+    for trainer, acc, seconds in summary:
+        print(f"{trainer:<12} {acc:>13.4f} {seconds:>9.1f}")
+    print(f"total {time.perf_counter() - started:.1f} s for {len(trainers)} trainer(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Load any trainer's checkpoint as an eval-mode model of either framework.
+
+A checkpoint of the other framework is rebuilt from the shared spec and filled by
+exact weight transfer, so every trained model exists in both frameworks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from train import record
+from train.config import CHECKPOINTS, TRAINERS, CNNSpec
+
+TORCH_TRAINERS = ("torch",)
+
+
+class CheckpointError(FileNotFoundError):
+    """A missing or unusable checkpoint; the message says how to make one."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    trainer: str
+    run_dir: Path
+    spec: CNNSpec
+    labels: list[str]
+
+    @property
+    def weights(self) -> Path:
+        name = "model.pt" if self.trainer in TORCH_TRAINERS else "model.keras"
+        return self.run_dir / name
+
+    @property
+    def framework(self) -> str:
+        return "torch" if self.trainer in TORCH_TRAINERS else "keras"
+
+
+def find(trainer: str, root: Path = CHECKPOINTS) -> Checkpoint:
+    if trainer not in TRAINERS:
+        raise CheckpointError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
+    run_dir = Path(root) / trainer
+    spec_file = run_dir / record.SPEC_FILE
+    ckpt = None
+    if spec_file.exists():
+        spec = CNNSpec.from_dict(json.loads(spec_file.read_text())["spec"])
+        labels = (run_dir / record.LABELS_FILE).read_text().split("\n")[: spec.num_classes]
+        ckpt = Checkpoint(trainer, run_dir, spec, labels)
+    if ckpt is None or not ckpt.weights.exists():
+        raise CheckpointError(
+            f"no {trainer} checkpoint in {run_dir}: run `make train` "
+            f"(or `python -m train --trainer {trainer}`) first"
+        )
+    return ckpt
+
+
+def load_torch(ckpt: Checkpoint):
+    """The checkpoint as an eval-mode train.torch_model.CNN on the CPU."""
+    import torch
+
+    from train import torch_model, transfer
+
+    net = torch_model.build(ckpt.spec)
+    if ckpt.framework == "torch":
+        state = torch.load(ckpt.weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+    else:
+        transfer.keras_to_torch(load_keras(ckpt), net)
+    return net.eval()
+
+
+def load_keras(ckpt: Checkpoint):
+    """The checkpoint as a Keras model (inference only: no optimiser, not compiled)."""
+    import keras
+
+    from train import keras_model, transfer
+
+    if ckpt.framework == "keras":
+        trained = keras.models.load_model(ckpt.weights, compile=False)
+        model = keras_model.build(ckpt.spec)
+        model.set_weights(trained.get_weights())
+        return model
+    model = keras_model.build(ckpt.spec)
+    transfer.torch_to_keras(load_torch(ckpt), model)
+    return model

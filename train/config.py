@@ -1,0 +1,125 @@
+"""Every fact the pipeline shares, defined once: the CNN spec, training settings, names, paths.
+
+Both frameworks build the CNN from `CNNSpec`; all three trainers read `TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRAINERS = ("torch", "keras-fit", "keras-tape")
+INPUT_NAME = "images"  # float32 [N, H, W, C], raw pixels 0..255
+OUTPUT_NAME = "logits"  # float32 [N, num_classes]
+PIXEL_MAX = 255.0
+
+ARTIFACTS = Path("artifacts")
+CHECKPOINTS = ARTIFACTS / "checkpoints"
+
+
+@dataclass(frozen=True)
+class CNNSpec:
+    """The one CNN: VGG-style stages of (conv3x3-BN-ReLU) x convs_per_stage + maxpool 2x2,
+    then flatten -> dropout -> dense(hidden)-ReLU -> dropout -> dense(num_classes).
+
+    mean/std are per channel on the 0..1 scale; the graph computes (x / 255 - mean) / std.
+    BN momentum is PyTorch's convention (weight of the new batch); Keras gets 1 - momentum.
+    """
+
+    image_size: int = 8
+    channels: int = 1
+    num_classes: int = 10
+    widths: tuple[int, ...] = (32, 64)
+    convs_per_stage: int = 2
+    hidden: int = 128
+    dropout: float = 0.25
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.1
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(
+                f"mean/std need one value per channel ({self.channels}); "
+                f"got mean={self.mean} std={self.std}"
+            )
+        side = self.image_size >> len(self.widths)
+        if side < 1 or self.image_size % (2 ** len(self.widths)):
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by 2**{len(self.widths)} "
+                f"(one 2x2 max-pool per stage of widths={self.widths})"
+            )
+
+    @property
+    def feature_side(self) -> int:
+        """Spatial side after the last pool: image_size / 2**stages."""
+        return self.image_size >> len(self.widths)
+
+    @property
+    def flat_features(self) -> int:
+        return self.widths[-1] * self.feature_side**2
+
+    @classmethod
+    def for_data(cls, image_size: int, channels: int, num_classes: int, **kw) -> CNNSpec:
+        return cls(
+            image_size=image_size,
+            channels=channels,
+            num_classes=num_classes,
+            mean=(0.5,) * channels,
+            std=(0.5,) * channels,
+            **kw,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CNNSpec:
+        d = dict(d)
+        for key in ("widths", "mean", "std"):
+            d[key] = tuple(d[key])
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    """Settings shared by all three trainers (same split, seed, optimiser, schedule)."""
+
+    trainer: str = "torch"
+    data: str = "digits"  # "digits" | "synthetic" | a folder path
+    image_size: int = 8  # used by folder and synthetic data; digits are 8x8
+    channels: int = 1  # used by folder and synthetic data; digits are grey
+    synthetic_classes: int = 10
+    synthetic_samples: int = 2000
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 3e-3  # Adam, cosine-decayed to 0 per step over all epochs
+    adam_eps: float = 1e-7  # Keras' default; torch's is 1e-8, so set both
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False  # torch on CUDA only
+    channels_last: bool = False  # torch on CUDA only
+    resume: bool = False
+    stop_after: int = 0  # >0: stop once this many epochs are done (resume later)
+    out: Path = CHECKPOINTS
+    max_steps: int = 0  # >0 stops each epoch early: the quick mode tests use
+    quiet: bool = False
+    labels: list[str] = field(default_factory=list)
+
+    def last_epoch(self) -> int:
+        """Epochs this run trains up to: all of them, or --stop-after for a split job."""
+        return min(self.epochs, self.stop_after) if self.stop_after else self.epochs
+
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.trainer
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """Write JSON via a temp file + rename so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,49 @@
+"""The one CNN in Keras, built from CNNSpec: a mirror of train/torch_model.py.
+
+Scaling and normalisation live inside the model (Rescaling + Normalization), so
+every export carries them.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from train.config import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX, CNNSpec
+
+
+def build(spec: CNNSpec, seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    images = keras.Input((spec.image_size, spec.image_size, spec.channels), name=INPUT_NAME)
+    x = layers.Rescaling(1.0 / PIXEL_MAX, name="rescale")(images)
+    x = layers.Normalization(
+        mean=list(spec.mean), variance=[s * s for s in spec.std], name="normalize"
+    )(x)
+    i = 0
+    for stage, width in enumerate(spec.widths):
+        for _ in range(spec.convs_per_stage):
+            x = layers.Conv2D(width, 3, padding="same", name=f"conv{i}")(x)
+            x = layers.BatchNormalization(
+                epsilon=spec.bn_eps, momentum=1.0 - spec.bn_momentum, name=f"bn{i}"
+            )(x)
+            x = layers.ReLU(name=f"relu{i}")(x)
+            i += 1
+        x = layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+    x = layers.Flatten(name="flatten")(x)  # (N, H*W*C) in NHWC order
+    x = layers.Dropout(spec.dropout, name="drop0")(x)
+    x = layers.Dense(spec.hidden, activation="relu", name="fc0")(x)
+    x = layers.Dropout(spec.dropout, name="drop1")(x)
+    logits = layers.Dense(spec.num_classes, name=OUTPUT_NAME)(x)
+    return keras.Model(images, logits, name="cnn")
+
+
+def convs(model: keras.Model) -> list[layers.Conv2D]:
+    return [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+
+
+def norms(model: keras.Model) -> list[layers.BatchNormalization]:
+    return [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+
+
+def denses(model: keras.Model) -> list[layers.Dense]:
+    return [layer for layer in model.layers if isinstance(layer, layers.Dense)]

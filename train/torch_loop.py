@@ -1,0 +1,116 @@
+"""Trainer `torch`: a manual PyTorch loop. Mirror image of train/keras_loop.py's tape loop."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from train import data, record, torch_model
+from train.config import CNNSpec, TrainConfig
+
+WEIGHTS_FILE = "model.pt"
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu or auto")
+    return torch.device(requested)
+
+
+def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    model = torch_model.build(spec, cfg.seed).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=steps_per_epoch * cfg.epochs
+    )
+    run_dir, history = record.start(cfg, spec, splits.train.class_names)
+    if history:
+        state = torch.load(run_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    # The whole split lives on the device: no host->device copy inside the loop.
+    train_x, train_y = to_device(splits.train, device)
+    val_x, val_y = to_device(splits.val, device)
+    for epoch in range(len(history), cfg.last_epoch()):
+        started = time.perf_counter()
+        reseed(cfg.seed, epoch)
+        loss, accuracy, seen = train_epoch(
+            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device
+        )
+        val = evaluate(cfg, model, val_x, val_y, device)
+        record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
+        save(run_dir, model, optimizer, scheduler)
+    test = evaluate(cfg, model, *to_device(splits.test, device), device)
+    return record.finish(cfg, history, test, str(device))
+
+
+def reseed(seed: int, epoch: int) -> None:
+    """Dropout masks depend only on (seed, epoch): a resumed run equals an unbroken one."""
+    torch.manual_seed(seed * 100_003 + epoch)
+
+
+def train_epoch(cfg, model, optimizer, scheduler, images, labels, epoch, device):
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    total_correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    order = data.batches(len(labels), cfg.batch_size, cfg.seed, epoch)
+    if cfg.max_steps:
+        order = order[: cfg.max_steps]
+    for idx in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
+        idx = torch.as_tensor(idx, device=device)
+        loss, logits = train_step(cfg, model, optimizer, images[idx], labels[idx], device)
+        scheduler.step()
+        # Accumulate on device; one sync per epoch instead of one per step.
+        total_loss += loss.detach() * len(idx)
+        total_correct += (logits.argmax(1) == labels[idx]).sum()
+        seen += len(idx)
+    return total_loss.item() / seen, total_correct.item() / seen, seen
+
+
+def train_step(cfg, model, optimizer, images, labels, device):
+    # NHWC input permuted to NCHW inside the model already has channels_last strides.
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        logits = model(images)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
+@torch.no_grad()
+def evaluate(cfg, model, images, labels, device) -> tuple[float, float]:
+    model.eval()
+    logits = torch.cat([model(images[i : i + 1024]) for i in range(0, len(labels), 1024)])
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+    return loss.item(), (logits.argmax(1) == labels).float().mean().item()
+
+
+def to_device(split: data.Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        torch.from_numpy(np.ascontiguousarray(split.images)).to(device),
+        torch.from_numpy(split.labels).to(device),
+    )
+
+
+def save(run_dir, model, optimizer, scheduler) -> None:
+    tmp = run_dir / f".{WEIGHTS_FILE}.tmp"
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+    }
+    torch.save(state, tmp)
+    tmp.replace(run_dir / WEIGHTS_FILE)
