@@ -15,8 +15,30 @@ INPUT_NAME = "images"  # float32 [N, H, W, C], raw pixels 0..255
 OUTPUT_NAME = "logits"  # float32 [N, num_classes]
 PIXEL_MAX = 255.0
 
+# Deployment formats (DESIGN.md export matrix) and the precision each one carries.
+FORMATS = ("torchscript", "onnx", "onnx-tf", "savedmodel", "tflite", "tflite-fp16", "tflite-int8")
+PRECISION = {f: "fp32" for f in FORMATS} | {"tflite-fp16": "fp16", "tflite-int8": "int8"}
+# Where each format's artifact lives inside a variant folder (Triton's file names).
+ARTIFACT_FILE = {
+    "torchscript": "1/model.pt",
+    "onnx": "1/model.onnx",
+    "onnx-tf": "1/model.onnx",
+    "savedmodel": "1/model.savedmodel",
+    "tflite": "1/model.tflite",
+    "tflite-fp16": "1/model.tflite",
+    "tflite-int8": "1/model.tflite",
+}
+
 ARTIFACTS = Path("artifacts")
 CHECKPOINTS = ARTIFACTS / "checkpoints"
+MODEL_REPOSITORY = ARTIFACTS / "model_repository"
+REPORTS = ARTIFACTS / "reports"
+MANIFEST_FILE = "manifest.json"
+
+
+def variant_name(trainer: str, fmt: str) -> str:
+    """`<trainer>.<format>`, e.g. `torch.tflite-int8`: folder, registry key and test id."""
+    return f"{trainer}.{fmt}"
 
 
 @dataclass(frozen=True)
