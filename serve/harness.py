@@ -171,11 +171,11 @@ def read_manifest(variant_dir: Path) -> dict:
 
 def load(variant_dir: str | Path, threads: int = 0, verify: bool = True) -> Model:
     """Build the Model of one variant folder; refuses files whose sha256 does not match."""
-    from export import repository
-
     variant_dir = Path(variant_dir)
     manifest = read_manifest(variant_dir)
     if verify:
+        from export import repository
+
         repository.verify(variant_dir)
     fmt = manifest["format"]
     if fmt not in RUNNERS:
