@@ -50,3 +50,8 @@ def test_resume_continues_from_saved_epoch(tmp_path, trainer):
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     assert resumed[2]["loss"] == pytest.approx(straight[2]["loss"], rel=1e-4)
     assert resumed[2]["val_loss"] == pytest.approx(straight[2]["val_loss"], rel=1e-4)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(SystemExit, match="drop --resume"):
+        quick(tmp_path, "torch", resume=True)

@@ -11,12 +11,13 @@ import argparse
 import sys
 import time
 from dataclasses import fields
+from pathlib import Path
 
 from train import data
 from train.config import TRAINERS, CNNSpec, TrainConfig
 
 HELP = {
-    "trainer": f"one of {', '.join(TRAINERS)}, or all",
+    "trainer": "which trainer to run, or all",
     "data": "digits (embedded), synthetic, or a folder with one sub-folder per class",
     "image_size": "side in pixels that folder/synthetic images are resized to",
     "channels": "1 (grey) or 3 (RGB) for folder/synthetic data",
@@ -35,33 +36,31 @@ HELP = {
     "out": "checkpoint root; each trainer writes <out>/<trainer>/",
     "max_steps": "quick mode: at most this many steps per epoch (0 = all)",
     "quiet": "no progress bars or epoch lines",
-    "labels": None,
 }
+
+
+CHOICES = {"trainer": [*TRAINERS, "all"], "device": ["auto", "cpu", "cuda"]}
 
 
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0])
-    defaults = TrainConfig()
+    defaults = TrainConfig(trainer="all")
     for f in fields(TrainConfig):
-        if HELP[f.name] is None:
-            continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=HELP[f.name])
-        else:
-            kind = str if f.name in ("trainer", "out") else type(default)
-            parser.add_argument(
-                flag, type=kind, default=default, help=f"{HELP[f.name]} (default: {default})"
-            )
-    parser.set_defaults(trainer="all")
+            continue
+        kind = Path if f.name == "out" else str if f.name == "data" else type(default)
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=default,
+            choices=CHOICES.get(f.name),
+            help=f"{HELP[f.name]} (default: {default})",
+        )
     args = vars(parser.parse_args(argv))
     trainers = list(TRAINERS) if args["trainer"] == "all" else [args["trainer"]]
-    unknown = [t for t in trainers if t not in TRAINERS]
-    if unknown:
-        parser.error(f"unknown trainer {unknown[0]!r}; valid: {', '.join(TRAINERS)}, all")
-    if args["device"] not in ("auto", "cpu", "cuda"):
-        parser.error(f"--device must be auto, cpu or cuda, got {args['device']!r}")
     return TrainConfig(**args), trainers
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TRAINERS = ("torch", "keras-fit", "keras-tape")
@@ -129,7 +129,6 @@ class TrainConfig:
     out: Path = CHECKPOINTS
     max_steps: int = 0  # >0 stops each epoch early: the quick mode tests use
     quiet: bool = False
-    labels: list[str] = field(default_factory=list)
 
     def last_epoch(self) -> int:
         """Epochs this run trains up to: all of them, or --stop-after for a split job."""

@@ -22,7 +22,11 @@ def start(cfg: TrainConfig, spec: CNNSpec, labels: list[str]) -> tuple[Path, lis
     """Create the run folder (or reopen it to resume); return it and the epochs done so far."""
     run_dir = cfg.run_dir()
     history: list[dict] = []
-    if cfg.resume and (run_dir / METRICS_FILE).exists():
+    if cfg.resume:
+        if not (run_dir / METRICS_FILE).exists():
+            raise SystemExit(
+                f"--resume: no checkpoint in {run_dir} to resume from; drop --resume to start"
+            )
         saved = json.loads((run_dir / SPEC_FILE).read_text())
         if CNNSpec.from_dict(saved["spec"]) != spec:
             raise SystemExit(
