@@ -1,0 +1,68 @@
+"""python -m serve: every variant of a model repository behind one HTTP server.
+
+python -m serve                                   # artifacts/model_repository on 127.0.0.1:8000
+python -m serve --repository /tmp/repo --port 8080 --max-batch 64 --max-delay-ms 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+# TensorFlow reads this once, at import (imported lazily by the SavedModel runner).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from serve import harness
+from serve.server import ServeConfig, create_app
+
+HELP = {
+    "repository": "model repository: one <trainer>.<format>/ folder per variant",
+    "host": "address to bind; keep 127.0.0.1 unless the server should be reachable",
+    "port": "TCP port",
+    "max_batch": "dynamic batching: most images per runtime call (1 turns batching off)",
+    "max_delay_ms": "dynamic batching: longest a request waits for others still arriving",
+    "threads": "threads per runtime call (intra-op); 0 lets each runtime choose",
+    "golden": "golden batch replayed at start-up (from `make parity`); 'none' skips it",
+    "max_body_mb": "largest request body accepted, in MiB (413 above it)",
+}
+
+
+def parse(argv: list[str] | None = None) -> ServeConfig:
+    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__.split("\n")[0])
+    defaults = ServeConfig()
+    for f in fields(ServeConfig):
+        default = getattr(defaults, f.name)
+        kind = Path if f.name in ("repository", "golden") else type(default)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=(lambda v: None if v == "none" else Path(v)) if kind is Path else kind,
+            default=default,
+            help=f"{HELP[f.name]} (default: {default})",
+        )
+    return ServeConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    config = parse(argv)
+    if not harness.variants(config.repository):
+        print(f"no variants in {config.repository}: run `make export` first", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        access_log=False,  # a log line per request would cost more than the inference
+        log_level="info",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

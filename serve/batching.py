@@ -1,0 +1,132 @@
+"""Dynamic batching: concurrent requests for one model merged into one runtime call.
+
+One `Batcher` per model. Requests queue on the event loop; a drain task takes up to
+`max_batch` images, runs them in the model's own worker thread (runtimes release the
+GIL, so the loop keeps parsing the next requests meanwhile) and hands each request its
+rows back. Requests that arrive while a batch runs form the next one, so batches grow
+with load and a lone client is never delayed.
+
+`max_delay` holds a batch open for requests the server has started but not finished
+receiving (large or slow bodies), as Triton's `max_queue_delay_microseconds` does; it
+never waits for requests that may or may not come, which would only add latency: a batch
+closes when it is full, when the oldest request has waited `max_delay`, or when no other
+request for the model is being received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# (images, requests, seconds those requests spent queued in total, compute seconds)
+BatchHook = Callable[[int, int, float, float], None]
+
+
+class Batcher:
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[np.ndarray], np.ndarray],
+        max_batch: int,
+        max_delay: float,
+        on_batch: BatchHook | None = None,
+    ) -> None:
+        if max_batch < 1 or max_delay < 0:
+            raise ValueError(
+                f"need max_batch >= 1 and max_delay >= 0, got {max_batch}, {max_delay}"
+            )
+        self.run, self.max_batch, self.max_delay = run, max_batch, max_delay
+        self.on_batch = on_batch or (lambda n, r, q, c: None)
+        self.queue: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
+        self.queued = 0  # images in the queue
+        self.receiving = 0  # requests for this model still being read off the network
+        self.draining = False
+        self.task: asyncio.Task | None = None
+        self.wake: asyncio.Future | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{name}")
+
+    def expect(self) -> None:
+        """A request for this model has started arriving; `infer` or `forget` ends it."""
+        self.receiving += 1
+
+    def forget(self) -> None:
+        self.receiving -= 1
+        self._wake()
+
+    async def infer(self, images: np.ndarray, expected: bool = False) -> np.ndarray:
+        """Logits for `images` [n, H, W, C], computed in some batch with other requests."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.append((images, future, time.perf_counter()))
+        self.queued += len(images)
+        if expected:
+            self.receiving -= 1
+        if not self.draining:
+            self.draining = True
+            self.task = loop.create_task(self._drain())  # a reference keeps it from GC
+        self._wake()
+        return await future
+
+    def _wake(self) -> None:
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
+
+    async def _fill(self) -> None:
+        """Wait, within max_delay, for requests that are already arriving."""
+        loop = asyncio.get_running_loop()
+        deadline = self.queue[0][2] + self.max_delay
+        while self.queued < self.max_batch and self.receiving > 0:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self.wake = loop.create_future()
+            timer = loop.call_later(left, self._wake)
+            await self.wake
+            timer.cancel()
+        self.wake = None
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future, float]]:
+        batch = [self.queue.popleft()]
+        size = len(batch[0][0])
+        # A request larger than max_batch runs alone rather than being split or refused.
+        while self.queue and size + len(self.queue[0][0]) <= self.max_batch:
+            batch.append(self.queue.popleft())
+            size += len(batch[-1][0])
+        self.queued -= size
+        return batch
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.queue:
+                if self.max_delay:
+                    await self._fill()
+                batch = self._take()
+                started = time.perf_counter()
+                # Always a fresh array: aligned and writable whatever the request buffer was.
+                images = np.concatenate([item[0] for item in batch])
+                try:
+                    logits = await loop.run_in_executor(self.executor, self.run, images)
+                except Exception as e:  # the runtime's error goes to every request in it
+                    for _, future, _ in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                finished = time.perf_counter()
+                queued = sum(started - t for _, _, t in batch)
+                self.on_batch(len(images), len(batch), queued, finished - started)
+                offset = 0
+                for rows, future, _ in batch:
+                    if not future.done():  # the client may have gone away
+                        future.set_result(logits[offset : offset + len(rows)])
+                    offset += len(rows)
+        finally:
+            self.draining = False
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

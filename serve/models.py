@@ -1,0 +1,121 @@
+"""The variants one server holds: each loaded, proven before it serves, and batched.
+
+A variant serves only after a start-up check passes: it replays the golden batch that
+`make parity` saved (artifacts/reports/golden.npz) against the eager reference logits
+saved with it, under the variant's parity profile. Without a golden batch it checks the
+contract on a seeded batch and that batched rows equal one-at-a-time rows (dynamic
+batching relies on it). A variant that fails to load or check is UNAVAILABLE with the
+reason, and every request for it gets that reason with a 503.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from export.repository import PLATFORM
+from serve import harness, parity, v2
+from serve.batching import Batcher
+from serve.metrics import ModelStats
+from train.config import PRECISION, REPORTS
+
+GOLDEN = REPORTS / parity.GOLDEN_FILE
+SEEDED_IMAGES = 7  # an odd batch: a batch-dimension bug shows at N > 1
+LOADING, READY, UNAVAILABLE = "LOADING", "READY", "UNAVAILABLE"
+
+
+class Golden:
+    """golden.npz: per trainer `reference_<t>` logits of `images_<t>` (or the shared
+    `images`), with `labels_<t>` where known."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.arrays = dict(np.load(path)) if path is not None and path.is_file() else {}
+
+    def batch(self, trainer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        reference = self.arrays.get(f"reference_{trainer}")
+        images = self.arrays.get(f"images_{trainer}", self.arrays.get("images"))
+        if reference is None or images is None:
+            return None
+        labels = self.arrays.get(f"labels_{trainer}", np.full(len(images), -1))
+        return images.astype(np.float32, copy=False), labels, reference
+
+
+@dataclass
+class Servable:
+    name: str
+    path: Path
+    stats: ModelStats = field(default_factory=ModelStats)
+    manifest: dict | None = None
+    model: harness.Model | None = None
+    batcher: Batcher | None = None
+    signature: v2.Signature | None = None
+    state: str = LOADING
+    reason: str = "loading"
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def metadata(self) -> dict:
+        """V2 model metadata, from the manifest (served even while unavailable)."""
+        m = self.manifest or {}
+        tensors = {key: m.get(key, {}) for key in ("input", "output")}
+        return {
+            "name": self.name,
+            "versions": [v2.VERSION],
+            "platform": PLATFORM.get(m.get("format"), "tflite"),
+            "inputs": [tensors["input"]],
+            "outputs": [tensors["output"]],
+        }
+
+
+def check(model: harness.Model, manifest: dict, golden: Golden) -> str:
+    """Empty when the model may serve, else why not."""
+    profile = PRECISION[manifest["format"]]
+    entry = golden.batch(manifest["trainer"])
+    if entry is not None:
+        images, labels, reference = entry
+        if images.shape[1:] != model.input_shape:
+            return (
+                f"golden batch {golden.path} holds {list(images.shape[1:])} images, the model "
+                f"takes {list(model.input_shape)}: rerun `make parity` for this repository"
+            )
+        result = parity.compare(reference, model.predict(images), labels, profile)
+        if not result["passed"]:
+            return f"golden replay ({golden.path}, {profile} profile) failed: {result['reason']}"
+        return ""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (SEEDED_IMAGES, *model.input_shape)).astype(np.float32)
+    batched = model.predict(images)
+    single = np.concatenate([model.predict(images[i : i + 1]) for i in range(len(images))])
+    result = parity.compare(single, batched, np.full(len(images), -1), profile)
+    if not result["passed"]:
+        return f"a batch of {len(images)} differs from one image at a time: {result['reason']}"
+    return ""
+
+
+def load(servable: Servable, golden: Golden, threads: int, max_batch: int, delay: float) -> None:
+    """Load and check one variant in place; never raises, the reason goes on the servable."""
+    try:
+        servable.manifest = harness.read_manifest(servable.path)
+        model = harness.load(servable.path, threads=threads)
+        reason = check(model, servable.manifest, golden)
+    except Exception as e:  # whatever stops a variant is its reason, not a crash
+        servable.state, servable.reason = UNAVAILABLE, f"{type(e).__name__}: {e}"
+        return
+    if reason:
+        servable.state, servable.reason = UNAVAILABLE, reason
+        return
+    servable.model = model
+    servable.signature = v2.Signature(
+        servable.manifest["input"]["name"],
+        servable.manifest["output"]["name"],
+        tuple(model.labels),
+    )
+    servable.batcher = Batcher(
+        servable.name, model.predict, max_batch, delay, on_batch=servable.stats.batch
+    )
+    servable.state, servable.reason = READY, ""

@@ -1,0 +1,252 @@
+"""Every route but V2 infer: health, metadata, repository, statistics, TF Serving, image
+upload, metrics and the web page. FastAPI, with bodies read raw (tritonclient sends no
+Content-Type, and FastAPI's typed bodies would answer 422 for it) and errors as
+`{"error": "..."}` like the data plane."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from serve import harness, images, tfserving, v2
+from serve.metrics import render
+from serve.server import BodyTooLarge, Server
+
+PAGE = Path(__file__).with_name("static") / "index.html"
+MAX_TOP_K = 10
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def control_app(server: Server) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Live at once, ready when every variant has loaded and passed its check.
+        threading.Thread(target=server.load_all, name="load-variants", daemon=True).start()
+        yield
+        server.close()
+
+    app = FastAPI(title="tandem", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    handlers(app)
+    v2_routes(app, server)
+    tf_routes(app, server)
+    people_routes(app, server)
+    return app
+
+
+def handlers(app: FastAPI) -> None:
+    @app.exception_handler(v2.ProtocolError)
+    async def protocol(request: Request, e: v2.ProtocolError):
+        return error(e.status, str(e))
+
+    @app.exception_handler(harness.ContractError)
+    async def contract(request: Request, e: harness.ContractError):
+        return error(400, str(e))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, e: Exception):
+        return error(500, f"{type(e).__name__}: {e}")
+
+    @app.exception_handler(images.ImageError)
+    async def image(request: Request, e: images.ImageError):
+        return error(e.status, str(e))
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, e: BodyTooLarge):
+        return error(413, str(e))
+
+    @app.exception_handler(HTTPException)
+    async def http(request: Request, e: HTTPException):
+        if e.status_code == 404:
+            return error(404, f"no route {request.method} {v2.shown(request.url.path)}")
+        if e.status_code == 405:
+            return error(405, f"{request.method} is not allowed on {v2.shown(request.url.path)}")
+        return error(e.status_code, str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
+        return error(400, problems)
+
+
+def v2_routes(app: FastAPI, server: Server) -> None:
+    @app.get("/v2/health/live")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready():
+        reason = server.not_ready()
+        return error(503, reason) if reason else {"ready": True}
+
+    @app.get("/v2")
+    async def server_metadata():
+        version = importlib.metadata.version("tandem")
+        return {"name": "tandem", "version": version, "extensions": v2.EXTENSIONS}
+
+    @app.get("/v2/models/stats")  # before /v2/models/{name}, which would take "stats"
+    async def all_stats():
+        return {"model_stats": [s.stats.triton(s.name, v2.VERSION) for s in server.models.values()]}
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None):
+        return server.get(name, version).metadata()
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None):
+        servable = server.get(name, version)
+        body = {"name": name, "ready": servable.ready}
+        return body if servable.ready else JSONResponse(body | {"error": servable.reason}, 503)
+
+    @app.get("/v2/models/{name}/config")
+    @app.get("/v2/models/{name}/versions/{version}/config")
+    async def model_config(name: str, version: str | None = None):
+        """This server's view in Triton's config shape: what it batches, and how."""
+        meta, c = server.get(name, version).metadata(), server.config
+
+        def tensor(spec: dict) -> dict:
+            return {
+                "name": spec.get("name"),
+                "data_type": "TYPE_FP32",
+                "dims": spec.get("shape", [])[1:],
+            }
+
+        return {
+            "name": name,
+            "platform": meta["platform"],
+            "max_batch_size": c.max_batch,
+            "input": [tensor(t) for t in meta["inputs"]],
+            "output": [tensor(t) for t in meta["outputs"]],
+            "dynamic_batching": {"max_queue_delay_microseconds": int(c.max_delay_ms * 1000)},
+        }
+
+    @app.get("/v2/models/{name}/stats")
+    @app.get("/v2/models/{name}/versions/{version}/stats")
+    async def model_stats(name: str, version: str | None = None):
+        return {"model_stats": [server.get(name, version).stats.triton(name, v2.VERSION)]}
+
+    @app.post("/v2/repository/index")
+    async def index(request: Request):
+        body = await request.body()
+        query = v2.load_json(body, "request body") if body.strip() else {}
+        if not isinstance(query, dict) or not isinstance(query.get("ready", False), bool):
+            raise v2.ProtocolError('request body must be {} or {"ready": true|false}')
+        rows = [
+            {"name": s.name, "version": v2.VERSION, "state": s.state, "reason": s.reason}
+            for s in server.models.values()
+            if not query.get("ready") or s.ready
+        ]
+        return rows
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(render(server.metrics), media_type="text/plain; version=0.0.4")
+
+
+def tf_routes(app: FastAPI, server: Server) -> None:
+    @app.get("/v1/models/{name}")
+    @app.get("/v1/models/{name}/versions/{version}")
+    async def status(name: str, version: str | None = None):
+        servable = server.get(name, version)
+        return tfserving.status(servable.ready, servable.reason)
+
+    @app.get("/v1/models/{name}/metadata")
+    @app.get("/v1/models/{name}/versions/{version}/metadata")
+    async def metadata(name: str, version: str | None = None):
+        return tfserving.metadata(name, server.serving(name, version).manifest)
+
+    @app.post("/v1/models/{name}:predict")
+    @app.post("/v1/models/{name}/versions/{version}:predict")
+    async def predict(request: Request, name: str, version: str | None = None):
+        started, status, stats = time.perf_counter(), 200, server.unknown
+        try:
+            servable = server.serving(name, version)
+            stats = servable.stats
+            batch, key = tfserving.parse_predict(
+                await request.body(), servable.signature.input_name
+            )
+            logits = await servable.batcher.infer(servable.model.check_input(batch))
+            return {key: logits.tolist()}
+        except Exception as e:
+            status = getattr(e, "status", 400 if isinstance(e, ValueError) else 500)
+            raise
+        finally:
+            stats.request("tfserving", time.perf_counter() - started, status)
+
+
+def people_routes(app: FastAPI, server: Server) -> None:
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return HTMLResponse(PAGE.read_text(), headers={"Cache-Control": "no-cache"})
+
+    @app.post("/classify")
+    @app.post("/classify/{name}")
+    async def classify(request: Request, name: str | None = None):
+        """multipart/form-data: `image` (PNG or JPEG), optional `k` and `invert`."""
+        form = await read_form(request)
+        upload, k, invert = form["image"], form["k"], form["invert"]
+        chosen = [server.get(name)] if name else list(server.models.values())
+        shapes = {s.model.input_shape for s in chosen if s.ready}
+        # One decode per input shape, off the event loop: a large photo takes milliseconds.
+        decoded = {
+            shape: await run_in_threadpool(images.decode, upload, shape, invert) for shape in shapes
+        }
+        results = await asyncio.gather(*(classify_one(s, decoded, k) for s in chosen))
+        tops = {r["top"][0]["label"] for r in results if "top" in r}
+        top1 = tops.pop() if len(tops) == 1 else None
+        return {"results": results, "agree": top1 is not None, "top1": top1}
+
+
+async def read_form(request: Request) -> dict:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise v2.ProtocolError(
+            "send multipart/form-data with the image in a field named image", 415
+        )
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except (HTTPException, ValueError, AssertionError) as e:
+        raise v2.ProtocolError(f"malformed multipart body: {getattr(e, 'detail', e)}") from None
+    upload = form.get("image")
+    if upload is None or isinstance(upload, str):
+        raise v2.ProtocolError("no file in the form field named image")
+    k, invert = form.get("k", "3"), form.get("invert", "false")
+    if not isinstance(k, str) or not k.isdigit() or not 1 <= int(k) <= MAX_TOP_K:
+        raise v2.ProtocolError(f"k must be an integer 1..{MAX_TOP_K}, got {v2.shown(k)}")
+    if invert not in ("true", "false"):
+        raise v2.ProtocolError(f"invert must be true or false, got {v2.shown(invert)}")
+    return {"image": await upload.read(), "k": int(k), "invert": invert == "true"}
+
+
+async def classify_one(servable, decoded: dict, k: int) -> dict:
+    started, status = time.perf_counter(), 200
+    try:
+        if not servable.ready:
+            status = 503
+            return {"model": servable.name, "error": f"not ready: {servable.reason}"}
+        model = servable.model
+        logits = await servable.batcher.infer(decoded[model.input_shape])
+        probs = harness.softmax(logits)[0]
+        top = probs.argsort()[::-1][: min(k, len(model.labels))]
+        return {
+            "model": servable.name,
+            "top": [
+                {"label": model.labels[i], "index": int(i), "probability": float(probs[i])}
+                for i in top
+            ],
+        }
+    finally:
+        servable.stats.request("upload", time.perf_counter() - started, status)

@@ -1,0 +1,271 @@
+"""Open Inference Protocol (KServe V2) REST codec: bytes in, tensors out, and back.
+
+Pure functions, no framework and no model, so the hot path stays cheap and every rule
+is testable on its own. Extensions:
+
+- binary tensor data: the body is a JSON header followed by raw tensors back to back;
+  `Inference-Header-Content-Length` says where the JSON ends and each binary tensor
+  carries `parameters.binary_data_size`. Responses are laid out the same way.
+- classification: output parameter `classification: k` turns logits into a BYTES
+  tensor [N, k] of "probability:index:label", best first.
+
+https://github.com/kserve/open-inference-protocol (inference_rest.md)
+https://github.com/triton-inference-server/server/tree/main/docs/protocol
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from serve.harness import softmax
+from train.config import PIXEL_MAX
+
+VERSION = "1"  # every variant folder holds one version, `1/` (Triton layout)
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
+_SHOWN = 80  # characters of a bad value quoted back in an error
+
+
+class ProtocolError(ValueError):
+    """A request the protocol cannot accept; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What one model takes and gives, read once from its manifest."""
+
+    input_name: str
+    output_name: str
+    labels: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Output:
+    name: str
+    binary: bool
+    classification: int  # 0: the logits themselves; k: top-k "probability:index:label"
+
+
+@dataclass(slots=True)
+class Request:
+    id: str | None
+    images: np.ndarray  # float32, the shape the client declared (the contract is checked later)
+    outputs: list[Output]
+
+
+def shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _reject_constant(name: str) -> float:
+    raise ProtocolError(f"JSON constant {name} is not a number: inputs must be finite")
+
+
+def load_json(raw: bytes, what: str) -> object:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as e:
+        if isinstance(e, ProtocolError):
+            raise
+        raise ProtocolError(f"{what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError(f"{what} nests too deeply") from None
+
+
+def _dict(value: object, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} must be a JSON object, got {shown(value)}")
+    return value
+
+
+def _flag(params: dict, key: str, default: bool) -> bool:
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"parameter {key} must be true or false, got {shown(value)}")
+    return value
+
+
+def _shape(value: object, name: str) -> list[int]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(type(d) is int and d >= 0 for d in value)
+    ):
+        raise ProtocolError(f"input {name}: shape must be a list of non-negative integers")
+    return value
+
+
+def numbers(data: object, what: str) -> np.ndarray:
+    """A JSON (nested) list of numbers as float32; strings and booleans are refused."""
+    try:
+        values = np.asarray(data)
+    except (ValueError, TypeError):
+        raise ProtocolError(f"{what} must be a (nested) list of numbers") from None
+    # dtype=float32 would convert "1.5" and true silently: check the kind first.
+    if values.dtype.kind not in "iuf":
+        raise ProtocolError(f"{what} must hold numbers only (FP32), got {values.dtype} values")
+    return values.astype(np.float32, copy=False)
+
+
+def pixels(images: np.ndarray, what: str) -> np.ndarray:
+    """The contract's pixel range; NaN fails both comparisons, so this checks finiteness too."""
+    if images.size and not (images.min() >= 0.0 and images.max() <= PIXEL_MAX):
+        if not np.isfinite(images).all():
+            raise ProtocolError(f"{what} contains NaN or Inf; pixels must be finite")
+        raise ProtocolError(f"{what} has values outside 0..{PIXEL_MAX:g}: send raw pixels")
+    return images
+
+
+def _from_json(data: object, shape: list[int], count: int, name: str) -> np.ndarray:
+    values = numbers(data, f"input {name}: data")
+    if values.size != count:
+        raise ProtocolError(
+            f"input {name}: {values.size} values in data, shape {shape} needs {count}"
+        )
+    return values.reshape(shape)
+
+
+def _from_binary(body: bytes, start: int, size: object, shape: list[int], name: str) -> np.ndarray:
+    count = math.prod(shape)
+    if type(size) is not int or size != 4 * count:
+        raise ProtocolError(
+            f"input {name}: binary_data_size {shown(size)} does not match shape {shape} "
+            f"(FP32: {4 * count} bytes)"
+        )
+    have = len(body) - start
+    if have != size:
+        problem = "truncated" if have < size else f"followed by {have - size} stray bytes"
+        raise ProtocolError(
+            f"input {name}: binary data {problem}: expected {size} bytes after the "
+            f"{start}-byte JSON header, got {have}"
+        )
+    return np.frombuffer(body, np.float32, count, start).reshape(shape)
+
+
+def header_end(body: bytes, header_length: bytes | None) -> int:
+    """Where the JSON header ends: the whole body, or `Inference-Header-Content-Length`."""
+    if header_length is None:
+        return len(body)
+    text = header_length.decode("latin-1")
+    if not text.isdigit():
+        raise ProtocolError(f"{HEADER_LENGTH} must be a non-negative integer, got {shown(text)}")
+    end = int(text)
+    if not 0 < end <= len(body):
+        raise ProtocolError(f"{HEADER_LENGTH} {end} does not fit a body of {len(body)} bytes")
+    return end
+
+
+def parse_request(body: bytes, header_length: bytes | None, sig: Signature) -> Request:
+    """One V2 inference request -> the input tensor and what to answer with."""
+    end = header_end(body, header_length)
+    header = _dict(load_json(body[:end], "inference header"), "inference header")
+    inputs = header.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1:
+        raise ProtocolError(f"inputs must be a list holding the one input {sig.input_name!r}")
+    tensor = _dict(inputs[0], "input")
+    name = tensor.get("name")
+    if name != sig.input_name:
+        raise ProtocolError(f"unknown input {shown(name)}; the model's input is {sig.input_name!r}")
+    if tensor.get("datatype") != "FP32":
+        raise ProtocolError(
+            f"input {name}: datatype {shown(tensor.get('datatype'))}, the model takes FP32"
+        )
+    shape = _shape(tensor.get("shape"), name)
+    size = _dict(tensor.get("parameters"), "input parameters").get("binary_data_size")
+    if size is not None:
+        if "data" in tensor:
+            raise ProtocolError(f"input {name} has both data and binary_data_size")
+        images = _from_binary(body, end, size, shape, name)
+    elif end != len(body):
+        raise ProtocolError(f"{len(body) - end} bytes after the JSON header, no binary input")
+    elif "data" not in tensor:
+        raise ProtocolError(f"input {name} has neither data nor parameters.binary_data_size")
+    else:
+        images = _from_json(tensor["data"], shape, math.prod(shape), name)
+    pixels(images, f"input {name}")
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError(f"id must be a string, got {shown(request_id)}")
+    return Request(request_id, images, parse_outputs(header, sig))
+
+
+def parse_outputs(header: dict, sig: Signature) -> list[Output]:
+    binary = _flag(_dict(header.get("parameters"), "parameters"), "binary_data_output", False)
+    requested = header.get("outputs")
+    if requested is None:
+        return [Output(sig.output_name, binary, 0)]
+    if not isinstance(requested, list) or len(requested) != 1:
+        raise ProtocolError(f"outputs must be a list holding the one output {sig.output_name!r}")
+    output = _dict(requested[0], "output")
+    if output.get("name") != sig.output_name:
+        raise ProtocolError(
+            f"unknown output {shown(output.get('name'))}; the model's output is {sig.output_name!r}"
+        )
+    params = _dict(output.get("parameters"), "output parameters")
+    k = params.get("classification", 0)
+    if type(k) is not int or not 0 <= k <= len(sig.labels):
+        raise ProtocolError(
+            f"classification must be an integer 1..{len(sig.labels)}, got {shown(k)}"
+        )
+    return [Output(sig.output_name, _flag(params, "binary_data", binary), k)]
+
+
+def classification(logits: np.ndarray, k: int, labels: tuple[str, ...]) -> list[bytes]:
+    """Top-k per row as Triton writes it, "probability:index:label", row-major."""
+    probs = softmax(logits)
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [
+        f"{p[i]:f}:{i}:{labels[i]}".encode() for p, row in zip(probs, top, strict=True) for i in row
+    ]
+
+
+def bytes_tensor(items: list[bytes]) -> bytes:
+    """BYTES binary layout: each element as a little-endian uint32 length, then its bytes."""
+    return b"".join(struct.pack("<I", len(b)) + b for b in items)
+
+
+def encode_response(
+    model: str, request: Request, logits: np.ndarray, labels: tuple[str, ...]
+) -> tuple[bytes, int | None]:
+    """Response body and, when any output is binary, the JSON header's length."""
+    outputs, blobs = [], []
+    for out in request.outputs:
+        if out.classification:
+            items = classification(logits, out.classification, labels)
+            tensor = {"name": out.name, "datatype": "BYTES"}
+            tensor["shape"] = [logits.shape[0], out.classification]
+            blob = bytes_tensor(items) if out.binary else None
+            data = None if out.binary else [b.decode() for b in items]
+        else:
+            tensor = {"name": out.name, "datatype": "FP32", "shape": list(logits.shape)}
+            blob = logits.tobytes() if out.binary else None
+            data = None if out.binary else logits.ravel().tolist()
+        if blob is None:
+            tensor["data"] = data
+        else:
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        outputs.append(tensor)
+    header = {"model_name": model, "model_version": VERSION, "outputs": outputs}
+    if request.id is not None:
+        header["id"] = request.id
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if not blobs:
+        return text, None
+    return b"".join([text, *blobs]), len(text)
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
