@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train demo test lint format clean
+.PHONY: setup train export demo test lint format clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,18 @@ $(STAMP): pyproject.toml
 train: setup
 	$(PY) -m train $(ARGS)
 
+# One checkpoint per trainer (train.config.TRAINERS); `export` trains only those missing.
+TRAINED := $(foreach t,torch keras-fit keras-tape,artifacts/checkpoints/$(t)/metrics.json)
+
+$(TRAINED): artifacts/checkpoints/%/metrics.json: | setup
+	$(PY) -m train --trainer $*
+
+export: setup $(TRAINED)
+	$(PY) -m export $(ARGS)
+
 demo: setup
 	$(PY) -m train $(ARGS)
+	$(PY) -m export
 
 test: setup
 	$(PY) -m pytest $(ARGS)

@@ -1,0 +1,157 @@
+"""The export matrix: every requested trainer's checkpoint x every requested format.
+
+EXPORTERS is the registry: format -> fn(source, artifact_path) -> extra manifest fields.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+
+from export import repository, tf_formats, torch_formats
+from export.source import Source
+from train import checkpoint
+from train.config import (
+    ARTIFACT_FILE,
+    FORMATS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PIXEL_MAX,
+    PRECISION,
+    variant_name,
+)
+
+EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
+    "torchscript": torch_formats.torchscript,
+    "onnx": torch_formats.onnx,
+    "onnx-tf": tf_formats.onnx_tf,
+    "savedmodel": tf_formats.savedmodel,
+    "tflite": partial(tf_formats.tflite, precision="fp32"),
+    "tflite-fp16": partial(tf_formats.tflite, precision="fp16"),
+    "tflite-int8": partial(tf_formats.tflite, precision="int8"),
+}
+assert tuple(EXPORTERS) == FORMATS, "one exporter per format, in FORMATS order"
+
+# Distributions whose versions a manifest records: the format's exporter and runtime...
+_TF = ("tensorflow", "keras")
+PACKAGES = {
+    "torchscript": ("torch",),
+    "onnx": ("torch", "onnxscript", "onnx", "onnxruntime"),
+    "onnx-tf": (*_TF, "tf2onnx", "onnx", "onnxruntime"),
+    "savedmodel": _TF,
+    "tflite": (*_TF, "ai-edge-litert"),
+    "tflite-fp16": (*_TF, "ai-edge-litert"),
+    "tflite-int8": (*_TF, "ai-edge-litert"),
+}
+# ...and the framework the checkpoint was trained in, which a transferred model passed through.
+FRAMEWORK_PACKAGES = {"torch": ("torch",), "keras": _TF}
+# TensorFlow ships as `tensorflow` (GPU hosts) or `tensorflow-cpu` (the CPU-only wheel).
+DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu")}
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    size: int  # bytes, the whole variant folder
+    seconds: float
+
+
+def versions(fmt: str, framework: str) -> dict[str, str]:
+    names = dict.fromkeys(FRAMEWORK_PACKAGES[framework] + PACKAGES[fmt])
+    return {name: _version(name) for name in names} | {"python": platform.python_version()}
+
+
+def _version(name: str) -> str:
+    candidates = DISTRIBUTIONS.get(name, (name,))
+    for dist in candidates:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    raise metadata.PackageNotFoundError(f"none of {candidates} is installed")
+
+
+def manifest(source: Source, fmt: str, name: str, extra: dict) -> dict:
+    spec, ckpt = source.spec, source.ckpt
+    side = spec.image_size
+    return {
+        "name": name,
+        "trainer": source.trainer,
+        "format": fmt,
+        "precision": PRECISION[fmt],
+        "artifact": ARTIFACT_FILE[fmt],
+        "input": {"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, side, side, spec.channels]},
+        "output": {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, spec.num_classes]},
+        "labels": list(ckpt.labels),
+        "normalization": {
+            "layout": "NHWC",
+            "scale": 1.0 / PIXEL_MAX,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "inside_graph": True,
+        },
+        "spec": spec.to_dict(),
+        "versions": versions(fmt, ckpt.framework),
+        **extra,
+        "source_checkpoint": {
+            "trainer": source.trainer,
+            "path": str(ckpt.weights),
+            "sha256": source.weights_sha256,
+        },
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def export_variant(source: Source, fmt: str, out: Path) -> Result:
+    """Build one variant in a hidden folder, then rename it into place."""
+    started = time.perf_counter()
+    name = variant_name(source.trainer, fmt)
+    staged = repository.stage(out, name)
+    try:
+        artifact = staged / ARTIFACT_FILE[fmt]
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        extra = EXPORTERS[fmt](source, artifact)
+        repository.write_metadata(staged, name, fmt, source.spec, source.ckpt.labels)
+        repository.write_manifest(staged, manifest(source, fmt, name, extra))
+        final = repository.publish(staged, out, name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    result = Result(name, repository.folder_size(final), time.perf_counter() - started)
+    print(f"[export] {name:<26} {result.size / 1e6:7.2f} MB {result.seconds:6.1f} s", flush=True)
+    return result
+
+
+def export_all(
+    trainers: Sequence[str], formats: Sequence[str], checkpoints: Path, out: Path
+) -> list[Result]:
+    """Every trainer x format; all checkpoints are found first, so a missing one fails
+    before any work. Raises train.checkpoint.CheckpointError."""
+    ckpts = [checkpoint.find(t, checkpoints) for t in trainers]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    repository.clean_stale(out)
+    results = []
+    for ckpt in ckpts:
+        scratch = out / f"{repository.TMP_PREFIX}source-{ckpt.trainer}-{os.getpid()}"
+        source = Source(ckpt, scratch)
+        try:
+            results += [export_variant(source, fmt, out) for fmt in formats]
+        finally:
+            source.close()
+    return results
+
+
+def summary(results: Sequence[Result], seconds: float) -> str:
+    width = max([len("variant"), *(len(r.name) for r in results)])
+    lines = [f"{'variant':<{width}} {'size MB':>8} {'seconds':>8}"]
+    lines += [f"{r.name:<{width}} {r.size / 1e6:>8.2f} {r.seconds:>8.1f}" for r in results]
+    lines.append(f"total {seconds:.1f} s for {len(results)} variant(s)")
+    return "\n".join(lines)

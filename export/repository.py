@@ -1,0 +1,202 @@
+"""The model repository on disk: Triton's layout, one manifest per variant, atomic publishing.
+
+<root>/<variant>/config.pbtxt        (formats Triton serves)
+<root>/<variant>/labels.txt
+<root>/<variant>/manifest.json       (sha256 of every other file)
+<root>/<variant>/1/model.<ext>
+
+A variant is built in a hidden sibling `.tmp-<variant>-<pid>` and renamed into place, so a
+reader sees a whole variant or none. Readers skip dot-folders; the next export cleans them.
+This module imports no ML framework: the serving harness calls `verify` before loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from train.config import INPUT_NAME, MANIFEST_FILE, OUTPUT_NAME, CNNSpec
+
+LABELS_FILE = "labels.txt"
+CONFIG_FILE = "config.pbtxt"
+MAX_BATCH_SIZE = 64
+TMP_PREFIX = ".tmp-"  # a variant being built
+OLD_PREFIX = ".old-"  # the variant being replaced, between the two renames of `publish`
+# Triton backends for the formats it serves; TFLite variants get no config.pbtxt.
+PLATFORM = {
+    "torchscript": "pytorch_libtorch",
+    "onnx": "onnxruntime_onnx",
+    "onnx-tf": "onnxruntime_onnx",
+    "savedmodel": "tensorflow_savedmodel",
+}
+
+
+class IntegrityError(ValueError):
+    """A variant whose files do not match its manifest: the message names the file."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_hashes(variant_dir: Path) -> dict[str, str]:
+    """{path relative to the variant, POSIX style: sha256} for every file but the manifest."""
+    variant_dir = Path(variant_dir)
+    files = sorted(p for p in variant_dir.rglob("*") if p.is_file())
+    return {
+        p.relative_to(variant_dir).as_posix(): sha256_file(p)
+        for p in files
+        if p != variant_dir / MANIFEST_FILE
+    }
+
+
+def config_pbtxt(name: str, fmt: str, spec: CNNSpec) -> str:
+    """Triton's model config; with max_batch_size > 0 the dims exclude the batch."""
+    side, channels = spec.image_size, spec.channels
+    return (
+        f'name: "{name}"\n'
+        f'platform: "{PLATFORM[fmt]}"\n'
+        f"max_batch_size: {MAX_BATCH_SIZE}\n"
+        "input [\n"
+        "  {\n"
+        f'    name: "{INPUT_NAME}"\n'
+        "    data_type: TYPE_FP32\n"
+        f"    dims: [ {side}, {side}, {channels} ]\n"
+        "  }\n"
+        "]\n"
+        "output [\n"
+        "  {\n"
+        f'    name: "{OUTPUT_NAME}"\n'
+        "    data_type: TYPE_FP32\n"
+        f"    dims: [ {spec.num_classes} ]\n"
+        f'    label_filename: "{LABELS_FILE}"\n'
+        "  }\n"
+        "]\n"
+        "dynamic_batching { }\n"
+    )
+
+
+def write_metadata(staged: Path, name: str, fmt: str, spec: CNNSpec, labels: list[str]) -> None:
+    (staged / LABELS_FILE).write_text("\n".join(labels) + "\n")
+    if fmt in PLATFORM:
+        (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec))
+
+
+def write_manifest(staged: Path, manifest: dict) -> dict:
+    """Add the sha256 of every file already in `staged` and write manifest.json last."""
+    manifest = {**manifest, "files": file_hashes(staged)}
+    (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def verify(variant_dir: Path) -> dict:
+    """The variant's manifest, after checking the sha256 of every file it lists and that
+    it lists every file there is. Raises IntegrityError naming the first bad file."""
+    variant_dir = Path(variant_dir)
+    manifest_path = variant_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise IntegrityError(
+            f"{variant_dir}: no {MANIFEST_FILE}, so not a complete variant; re-run `make export`"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise IntegrityError(
+            f"{manifest_path}: unreadable manifest ({e}); re-run `make export`"
+        ) from e
+    if manifest.get("name") != variant_dir.name:
+        raise IntegrityError(
+            f"{manifest_path}: names the variant {manifest.get('name')!r} but lies in "
+            f"folder {variant_dir.name!r}; Triton requires them equal"
+        )
+    actual = file_hashes(variant_dir)
+    for rel, digest in expected.items():
+        if rel not in actual:
+            raise IntegrityError(f"{variant_dir}: {rel} is missing (listed in {MANIFEST_FILE})")
+        if actual[rel] != digest:
+            raise IntegrityError(
+                f"{variant_dir}: {rel} has sha256 {actual[rel][:16]}..., {MANIFEST_FILE} says "
+                f"{digest[:16]}...: the file changed after export; re-run `make export`"
+            )
+    extra = sorted(set(actual) - set(expected))
+    if extra:
+        raise IntegrityError(f"{variant_dir}: {extra[0]} is not listed in {MANIFEST_FILE}")
+    return manifest
+
+
+def variants(root: Path) -> list[Path]:
+    """The published variant folders under root (in-progress and stale dot-folders skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILE).is_file()
+    )
+
+
+def stage(root: Path, name: str) -> Path:
+    """A fresh, empty hidden folder beside the variant's final place (same filesystem, so
+    `publish` is a rename)."""
+    staged = Path(root) / f"{TMP_PREFIX}{name}-{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    return staged
+
+
+def publish(staged: Path, root: Path, name: str) -> Path:
+    """Move a complete staged variant into place, replacing any previous one.
+
+    A directory cannot be atomically swapped with a portable rename, so the old variant
+    is first renamed aside; a kill between the two renames leaves no variant and an
+    `.old-` folder that `clean_stale` puts back.
+    """
+    final = Path(root) / name
+    old = Path(root) / f"{OLD_PREFIX}{name}-{os.getpid()}"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(staged, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def clean_stale(root: Path) -> None:
+    """Delete the leftovers of exports that died; restore a variant a dead export had
+    renamed aside and not replaced. Folders of a running export are left alone."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for path in sorted(root.iterdir()):
+        prefix = next((p for p in (TMP_PREFIX, OLD_PREFIX) if path.name.startswith(p)), None)
+        if prefix is None:
+            continue
+        name, _, pid = path.name[len(prefix) :].rpartition("-")
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if prefix == OLD_PREFIX and name and not (root / name).exists():
+            os.rename(path, root / name)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -1,0 +1,88 @@
+"""One trained checkpoint as every exporter needs it, each form built at most once.
+
+Torch formats read `torch_net`, TF formats `keras_model` or `saved_model`; the other
+framework's model comes from exact weight transfer (train.checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from train import checkpoint, data, record
+from train.checkpoint import Checkpoint
+from train.config import CNNSpec
+
+CALIBRATION_IMAGES = 300  # int8 representative dataset: a few hundred training images
+
+
+class Source:
+    def __init__(self, ckpt: Checkpoint, scratch: Path) -> None:
+        self.ckpt = ckpt
+        self.scratch = Path(scratch)  # removed by close()
+
+    @property
+    def trainer(self) -> str:
+        return self.ckpt.trainer
+
+    @property
+    def spec(self) -> CNNSpec:
+        return self.ckpt.spec
+
+    @cached_property
+    def torch_net(self):
+        return checkpoint.load_torch(self.ckpt)
+
+    @cached_property
+    def keras_model(self):
+        return checkpoint.load_keras(self.ckpt)
+
+    @cached_property
+    def saved_model(self) -> Path:
+        """A scratch SavedModel: the savedmodel format copies it, the TFLite converter reads it."""
+        from export import tf_formats
+
+        path = self.scratch / "model.savedmodel"
+        tf_formats.write_saved_model(self.keras_model, self.spec, path)
+        return path
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        from export.repository import sha256_file
+
+        return sha256_file(self.ckpt.weights)
+
+    @cached_property
+    def calibration_images(self) -> np.ndarray:
+        """The first training images of the data and split the checkpoint was trained on."""
+        recorded = json.loads((self.ckpt.run_dir / record.SPEC_FILE).read_text())
+        spec = self.spec
+        splits = data.load(
+            recorded["data"],
+            spec.image_size,
+            spec.channels,
+            recorded["seed"],
+            num_classes=spec.num_classes,
+        )
+        images = splits.train.images[:CALIBRATION_IMAGES]
+        want = (spec.image_size, spec.image_size, spec.channels)
+        if images.shape[1:] != want:
+            raise data.DataError(
+                f"calibration data {recorded['data']!r} gives images of shape {images.shape[1:]}, "
+                f"but the {self.trainer} checkpoint expects {want}"
+            )
+        return images
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def example_images(spec: CNNSpec, n: int = 2, seed: int = 0) -> np.ndarray:
+    """Seeded random pixels for tracing: (n, H, W, C) float32 in 0..255. n=2 rather than 1
+    so no tracer can mistake the batch dimension for a constant 1."""
+    shape = (n, spec.image_size, spec.image_size, spec.channels)
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)

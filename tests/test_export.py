@@ -1,0 +1,355 @@
+"""The export stage: every variant through its own runtime at every batch size, manifests,
+Triton configs, ONNX checks, atomic publishing under SIGKILL, and the CLI's errors.
+
+Real checkpoints (quick training, grey 8x8 digits and 3-channel 16x16 images), each
+exported once per module into tmp_path; no mocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import train_all
+
+from export import repository
+from export.__main__ import main
+from export.matrix import export_all
+from train import checkpoint, data, record
+from train.config import (
+    ARTIFACT_FILE,
+    FORMATS,
+    MANIFEST_FILE,
+    PRECISION,
+    TRAINERS,
+    variant_name,
+)
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BATCHES = (1, 2, 7, 64)
+FP32_TOLERANCE = 1e-4
+FP16_RELATIVE_TOLERANCE = 1e-2  # x max(1, max |reference logit|), as in DESIGN.md
+INT8_MIN_AGREEMENT = 0.9  # quick-trained models have small logit margins
+DATASETS = ("digits", "rgb")
+VARIANTS = [(d, t, f) for d in DATASETS for t in TRAINERS for f in FORMATS]
+ONNX_FORMATS = ("onnx", "onnx-tf")
+
+
+def ids(cases):
+    return [f"{d}-{variant_name(t, f)}" for d, t, f in cases]
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory, rgb_checkpoints) -> dict[str, tuple[Path, Path]]:
+    """{dataset: (checkpoint root, repository root)}: every trainer x format, exported once."""
+    digits_root = tmp_path_factory.mktemp("export-digits-checkpoints")
+    train_all(digits_root)
+    roots = {"digits": digits_root, "rgb": rgb_checkpoints[0]}
+    out = {}
+    for dataset, root in roots.items():
+        repo = tmp_path_factory.mktemp(f"export-{dataset}-repository")
+        export_all(TRAINERS, FORMATS, root, repo)
+        out[dataset] = (root, repo)
+    return out
+
+
+@cache
+def reference(ckpt_root: Path, trainer: str) -> tuple[np.ndarray, np.ndarray]:
+    """64 real test images and the logits of the eager model in the framework it was
+    trained in, so cross-framework variants are held to the original."""
+    ckpt = checkpoint.find(trainer, ckpt_root)
+    recorded = json.loads((ckpt.run_dir / record.SPEC_FILE).read_text())
+    spec = ckpt.spec
+    splits = data.load(recorded["data"], spec.image_size, spec.channels, recorded["seed"], n=400)
+    images = splits.test.images[: max(BATCHES)]
+    if ckpt.framework == "torch":
+        import torch
+
+        with torch.no_grad():
+            logits = checkpoint.load_torch(ckpt)(torch.from_numpy(images)).numpy()
+    else:
+        logits = checkpoint.load_keras(ckpt).predict_on_batch(images)
+    return images, np.asarray(logits)
+
+
+# One runner per runtime: (artifact path, batches) -> logits per batch.
+def run_torchscript(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
+    import torch
+
+    module = torch.jit.load(str(path))
+    with torch.no_grad():
+        return [module(torch.from_numpy(x)).numpy() for x in batches]
+
+
+def run_onnx(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    return [session.run(["logits"], {"images": x})[0] for x in batches]
+
+
+def run_savedmodel(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return [serve(images=tf.constant(x))["logits"].numpy() for x in batches]
+
+
+def run_tflite(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    signature = interpreter.get_signature_list()["serving_default"]
+    assert (signature["inputs"], signature["outputs"]) == (["images"], ["logits"])
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert list(inp["shape_signature"][:1]) == [-1], "batch dimension must be dynamic"
+    logits = []
+    for x in batches:
+        interpreter.resize_tensor_input(inp["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        logits.append(interpreter.get_tensor(out["index"]).copy())
+    return logits
+
+
+RUNTIMES = {
+    "torchscript": run_torchscript,
+    "onnx": run_onnx,
+    "onnx-tf": run_onnx,
+    "savedmodel": run_savedmodel,
+    "tflite": run_tflite,
+    "tflite-fp16": run_tflite,
+    "tflite-int8": run_tflite,
+}
+
+
+def check_close(name: str, precision: str, got: list[np.ndarray], want: np.ndarray) -> None:
+    for logits in got:
+        n = len(logits)
+        assert logits.shape == (n, want.shape[1]), f"{name} batch {n}: shape {logits.shape}"
+        assert logits.dtype == np.float32, f"{name} batch {n}: dtype {logits.dtype}"
+        assert np.isfinite(logits).all(), f"{name} batch {n}: non-finite logits"
+        diff = float(np.abs(logits - want[:n]).max())
+        if precision == "fp32":
+            assert diff <= FP32_TOLERANCE, f"{name} batch {n}: max abs diff {diff:.2e}"
+        elif precision == "fp16":
+            tol = FP16_RELATIVE_TOLERANCE * max(1.0, float(np.abs(want).max()))
+            assert diff <= tol, f"{name} batch {n}: max abs diff {diff:.2e} > {tol:.2e}"
+    if precision == "int8":
+        agree = np.mean(
+            [(g.argmax(1) == want[: len(g)].argmax(1)).mean() for g in got], dtype=np.float64
+        )
+        assert agree >= INT8_MIN_AGREEMENT, f"{name}: top-1 agreement {agree:.1%}"
+
+
+@pytest.mark.parametrize(("dataset", "trainer", "fmt"), VARIANTS, ids=ids(VARIANTS))
+def test_runtime_matches_eager(repos, dataset, trainer, fmt):
+    ckpt_root, repo = repos[dataset]
+    name = variant_name(trainer, fmt)
+    images, want = reference(ckpt_root, trainer)
+    got = RUNTIMES[fmt](repo / name / ARTIFACT_FILE[fmt], [images[:n] for n in BATCHES])
+    check_close(name, PRECISION[fmt], got, want)
+
+
+@pytest.mark.parametrize(("dataset", "trainer", "fmt"), VARIANTS, ids=ids(VARIANTS))
+def test_manifest(repos, dataset, trainer, fmt):
+    ckpt_root, repo = repos[dataset]
+    name = variant_name(trainer, fmt)
+    manifest = repository.verify(repo / name)  # every sha256, no file missing or unlisted
+    ckpt = checkpoint.find(trainer, ckpt_root)
+    spec = ckpt.spec
+    assert (manifest["name"], manifest["trainer"], manifest["format"]) == (name, trainer, fmt)
+    assert manifest["precision"] == PRECISION[fmt]
+    side = spec.image_size
+    assert manifest["input"] == {
+        "name": "images",
+        "datatype": "FP32",
+        "shape": [-1, side, side, spec.channels],
+    }
+    assert manifest["output"] == {
+        "name": "logits",
+        "datatype": "FP32",
+        "shape": [-1, spec.num_classes],
+    }
+    assert manifest["labels"] == ckpt.labels
+    assert manifest["spec"] == json.loads(json.dumps(spec.to_dict()))
+    assert manifest["normalization"]["inside_graph"] is True
+    assert manifest["source_checkpoint"]["sha256"] == repository.sha256_file(ckpt.weights)
+    assert "python" in manifest["versions"]
+    assert ("opset" in manifest) == (fmt in ONNX_FORMATS)
+    files = manifest["files"]
+    assert repository.LABELS_FILE in files
+    assert (repository.CONFIG_FILE in files) == (fmt in repository.PLATFORM)
+    assert any(f == ARTIFACT_FILE[fmt] or f.startswith(ARTIFACT_FILE[fmt] + "/") for f in files)
+    assert datetime.fromisoformat(manifest["created"]).utcoffset().total_seconds() == 0
+
+
+TRITON = [v for v in VARIANTS if v[2] in repository.PLATFORM]
+
+
+@pytest.mark.parametrize(("dataset", "trainer", "fmt"), TRITON, ids=ids(TRITON))
+def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    folder = repos[dataset][1] / variant_name(trainer, fmt)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    config = text_format.Parse(
+        (folder / repository.CONFIG_FILE).read_text(), model_config_pb2.ModelConfig()
+    )
+    assert config.name == folder.name
+    assert config.platform == repository.PLATFORM[fmt]
+    assert config.max_batch_size == repository.MAX_BATCH_SIZE
+    assert config.HasField("dynamic_batching")
+    fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
+    for tensors, side in ((config.input, "input"), (config.output, "output")):
+        (tensor,) = tensors
+        assert tensor.name == manifest[side]["name"]
+        assert tensor.data_type == fp32
+        assert list(tensor.dims) == manifest[side]["shape"][1:]  # batch excluded
+
+
+ONNX = [v for v in VARIANTS if v[2] in ONNX_FORMATS]
+
+
+@pytest.mark.parametrize(("dataset", "trainer", "fmt"), ONNX, ids=ids(ONNX))
+def test_onnx_passes_checker_with_browser_ir_version(repos, dataset, trainer, fmt):
+    import onnx
+
+    folder = repos[dataset][1] / variant_name(trainer, fmt)
+    model = onnx.load(str(folder / ARTIFACT_FILE[fmt]))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version <= 13
+    opsets = {o.domain: o.version for o in model.opset_import}
+    assert json.loads((folder / MANIFEST_FILE).read_text())["opset"] == opsets.get("", 0)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.HasField("dim_value"), "batch must be symbolic"
+
+
+def test_verify_refuses_tampered_variant(repos, tmp_path):
+    source = repos["rgb"][1] / variant_name("torch", "savedmodel")
+    nested = "1/model.savedmodel/variables/variables.index"
+
+    def fresh_copy() -> Path:
+        folder = tmp_path / source.name
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(source, folder)
+        return folder
+
+    folder = fresh_copy()
+    with open(folder / nested, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(repository.IntegrityError, match=re.escape(nested)):
+        repository.verify(folder)
+    folder = fresh_copy()
+    (folder / repository.LABELS_FILE).unlink()
+    with pytest.raises(repository.IntegrityError, match=re.escape("labels.txt is missing")):
+        repository.verify(folder)
+    folder = fresh_copy()
+    (folder / "1" / "extra.bin").write_bytes(b"x")
+    with pytest.raises(repository.IntegrityError, match=re.escape("1/extra.bin is not listed")):
+        repository.verify(folder)
+    renamed = folder.rename(tmp_path / "renamed")
+    with pytest.raises(repository.IntegrityError, match="Triton requires"):
+        repository.verify(renamed)
+
+
+KILL_FORMATS = ("torchscript", "onnx", "savedmodel", "tflite")
+
+
+def test_sigkill_leaves_no_partial_variant(rgb_checkpoints, tmp_path):
+    out = tmp_path / "repository"
+    cmd = [sys.executable, "-m", "export", "--trainers", "torch", "--formats", *KILL_FORMATS]
+    cmd += ["--checkpoints", str(rgb_checkpoints[0]), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        # Mid-way: one variant published and the next one half-built.
+        while not (repository.variants(out) and list(out.glob(".tmp-torch.*"))):
+            assert proc.poll() is None, "export finished before it could be killed"
+            assert time.monotonic() < deadline, "export made no progress"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    visible = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert 0 < len(visible) < len(KILL_FORMATS)
+    for folder in visible:
+        repository.verify(folder)
+    assert list(out.glob(".tmp-*")), "the killed export should have left its staging folder"
+
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(variant_name("torch", f) for f in KILL_FORMATS), names
+    for folder in out.iterdir():
+        repository.verify(folder)
+
+
+def test_clean_stale_removes_dead_leftovers_and_restores_aside_variant(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = os.getppid()
+    for name in (
+        f".tmp-torch.onnx-{dead.pid}",
+        f".tmp-source-torch-{dead.pid}",
+        f".old-torch.tflite-{dead.pid}",
+        f".tmp-torch.savedmodel-{alive}",
+    ):
+        (tmp_path / name / "1").mkdir(parents=True)
+    repository.clean_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".tmp-torch.savedmodel-{alive}",  # another export still running: left alone
+        "torch.tflite",  # renamed aside by a killed export, put back
+    ]
+    assert repository.variants(tmp_path) == []  # no manifest: not a variant
+
+
+def test_subset_export_writes_exactly_one_variant(repos, tmp_path, capsys):
+    out = tmp_path / "repository"
+    argv = ["--trainers", "torch", "--formats", "onnx", "--checkpoints", str(repos["digits"][0])]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["torch.onnx"]
+    repository.verify(out / "torch.onnx")
+    assert "total" in capsys.readouterr().out
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "export", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_missing_checkpoint_is_one_line_naming_make_train(tmp_path):
+    result = run_cli("--checkpoints", str(tmp_path / "none"), "--out", str(tmp_path / "repo"))
+    assert result.returncode == 2
+    assert "make train" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "valid"), [("--formats", FORMATS), ("--trainers", TRAINERS)], ids=["format", "trainer"]
+)
+def test_unknown_name_lists_valid_ones(flag, valid):
+    result = run_cli(flag, "nonesuch")
+    assert result.returncode == 2
+    assert "nonesuch" in result.stderr
+    for name in valid:
+        assert name in result.stderr
