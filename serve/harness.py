@@ -145,13 +145,19 @@ class Model:
 
     def classify(self, images: np.ndarray, k: int = 3) -> list[list[dict]]:
         """Top-k per image: [{"label", "index", "probability"}], best first."""
-        probs = softmax(self.predict(images))
-        k = max(1, min(k, probs.shape[1]))
-        top = np.argsort(-probs, axis=1)[:, :k]
-        return [
-            [{"label": self.labels[i], "index": int(i), "probability": float(p[i])} for i in row]
-            for p, row in zip(probs, top, strict=True)
-        ]
+        return top_k(self.predict(images), self.labels, k)
+
+
+def top_k(logits: np.ndarray, labels: list[str], k: int) -> list[list[dict]]:
+    """Top-k of logits [N, K] per row, best first; ties keep class order (a stable sort),
+    so every caller ranks int8's equal probabilities the same way."""
+    probs = softmax(logits)
+    k = max(1, min(k, probs.shape[1]))
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [
+        [{"label": labels[i], "index": int(i), "probability": float(p[i])} for i in row]
+        for p, row in zip(probs, top, strict=True)
+    ]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
