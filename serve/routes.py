@@ -239,14 +239,6 @@ async def classify_one(servable, decoded: dict, k: int) -> dict:
             return {"model": servable.name, "error": f"not ready: {servable.reason}"}
         model = servable.model
         logits = await servable.batcher.infer(decoded[model.input_shape])
-        probs = harness.softmax(logits)[0]
-        top = probs.argsort()[::-1][: min(k, len(model.labels))]
-        return {
-            "model": servable.name,
-            "top": [
-                {"label": model.labels[i], "index": int(i), "probability": float(probs[i])}
-                for i in top
-            ],
-        }
+        return {"model": servable.name, "top": harness.top_k(logits, model.labels, k)[0]}
     finally:
         servable.stats.request("upload", time.perf_counter() - started, status)

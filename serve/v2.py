@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.harness import softmax
+from serve.harness import top_k
 from train.config import PIXEL_MAX
 
 VERSION = "1"  # every variant folder holds one version, `1/` (Triton layout)
@@ -224,11 +224,8 @@ def parse_outputs(header: dict, sig: Signature) -> list[Output]:
 
 def classification(logits: np.ndarray, k: int, labels: tuple[str, ...]) -> list[bytes]:
     """Top-k per row as Triton writes it, "probability:index:label", row-major."""
-    probs = softmax(logits)
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return [
-        f"{p[i]:f}:{i}:{labels[i]}".encode() for p, row in zip(probs, top, strict=True) for i in row
-    ]
+    rows = top_k(logits, list(labels), k)
+    return [f"{t['probability']:f}:{t['index']}:{t['label']}".encode() for row in rows for t in row]
 
 
 def bytes_tensor(items: list[bytes]) -> bytes:

@@ -1,0 +1,214 @@
+"""Load figures for the server: V2 binary, one image per request, on loopback.
+
+    python -m serve.bench [--repository DIR] [--model torch.onnx] [--seconds 5]
+
+The server runs in a subprocess pinned to core 0 (taskset) and this load generator
+(aiohttp; httpx saturates its own core near 500 req/s) on core 1, so neither steals the
+other's CPU. Reports req/s and p50/p99 latency at c=1 and c=16, a bounded load run
+(`--load-requests` at c=32: errors and server RSS growth) and dynamic batching's gain
+(c=16 with --max-batch 1 vs the default). Every loop is bounded in count and time.
+Writes artifacts/reports/serve_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from train.config import MODEL_REPOSITORY, REPORTS, write_json_atomic
+
+SERVER_CORE, CLIENT_CORE = 0, 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class Served:
+    """`python -m serve` on a repository holding only `model`, pinned to one core."""
+
+    def __init__(self, repository: Path, model: str, *flags: str) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="bench-repo-")
+        (Path(self.tmp.name) / model).symlink_to((repository / model).resolve())
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "serve", "--repository", self.tmp.name]
+        cmd += ["--port", str(self.port), "--golden", "none", *flags]
+        pin = ["taskset", "-c", str(SERVER_CORE)] if os.cpu_count() > 1 else []
+        self.proc = subprocess.Popen(pin + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def wait_ready(self, session, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                async with session.get(self.url + "/v2/health/ready") as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+        raise TimeoutError("server not ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.tmp.cleanup()
+
+
+def v2_binary(images: np.ndarray) -> tuple[bytes, dict]:
+    header = {
+        "inputs": [
+            {
+                "name": "images",
+                "datatype": "FP32",
+                "shape": list(images.shape),
+                "parameters": {"binary_data_size": images.nbytes},
+            }
+        ],
+        "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
+    }
+    text = json.dumps(header).encode()
+    return text + images.tobytes(), {"Inference-Header-Content-Length": str(len(text))}
+
+
+async def load(
+    session, url: str, body: bytes, headers: dict, concurrency: int, requests: int, seconds: float
+) -> dict:
+    """`concurrency` workers send until `requests` are sent or `seconds` pass."""
+    latencies, errors = [], 0
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker():
+        nonlocal sent, errors
+        while sent < requests and time.perf_counter() < deadline:
+            sent += 1
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ms = np.asarray(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "req_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
+
+
+async def measure(args, flags: tuple[str, ...], runs: list[tuple[str, int, int, float]]) -> dict:
+    import aiohttp
+
+    served = Served(args.repository, args.model, *flags)
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=30)
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            await served.wait_ready(session)
+            shape = (await (await session.get(f"{served.url}/v2/models/{args.model}")).json())[
+                "inputs"
+            ][0]["shape"]
+            images = np.random.default_rng(0).uniform(0, 255, (1, *shape[1:])).astype(np.float32)
+            body, headers = v2_binary(images)
+            url = f"{served.url}/v2/models/{args.model}/infer"
+            await load(session, url, body, headers, 16, 2000, 2.0)  # warm-up
+            out = {}
+            for name, concurrency, requests, seconds in runs:
+                before = rss_kib(served.proc.pid)
+                out[name] = await load(session, url, body, headers, concurrency, requests, seconds)
+                after = rss_kib(served.proc.pid)
+                out[name] |= {
+                    "rss_before_mib": round(before / 1024, 1),
+                    "rss_growth": round(after / before - 1, 4),
+                }
+                print(name, out[name], flush=True)
+            return out
+    finally:
+        served.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m serve.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository"
+    )
+    parser.add_argument(
+        "--model", default="torch.onnx", help="variant to load (default: torch.onnx)"
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="time limit of each timed run")
+    parser.add_argument(
+        "--load-requests", type=int, default=10_000, help="requests in the load run (c=32)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPORTS / "serve_bench.json", help="report file"
+    )
+    args = parser.parse_args(argv)
+    if not (args.repository / args.model).is_dir():
+        print(f"no variant {args.model} in {args.repository}: run `make export`", file=sys.stderr)
+        return 2
+    if os.cpu_count() > 1:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    huge = 10**9  # timed runs are bounded by --seconds
+    report = {"model": args.model, "cores": "server on core 0, client on core 1"}
+    report["batching"] = asyncio.run(
+        measure(
+            args,
+            (),
+            [
+                ("c1", 1, huge, args.seconds),
+                ("c16", 16, huge, args.seconds),
+                ("load_c32", 32, args.load_requests, 120.0),
+            ],
+        )
+    )
+    report["no_batching"] = asyncio.run(
+        measure(
+            args,
+            ("--max-batch", "1"),
+            [("c1", 1, huge, args.seconds), ("c16", 16, huge, args.seconds)],
+        )
+    )
+    on, off = report["batching"]["c16"]["req_per_s"], report["no_batching"]["c16"]["req_per_s"]
+    report["batching_gain_c16"] = round(on / off, 3)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out, report)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

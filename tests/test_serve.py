@@ -1,0 +1,255 @@
+"""The server, live on loopback, against real clients: tritonclient (binary and JSON),
+TF Serving REST, image upload, dynamic batching, metrics, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+from serve_live import VARIANTS, Live, repository, subset
+
+from serve import harness, images
+from train.data import load_digits
+
+BATCH = 7
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return repository(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def live(root, tmp_path_factory):
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    server = Live(root / "repo", "--golden", str(root / "golden.npz"), log=log)
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(live):
+    return triton.InferenceServerClient(live.url.removeprefix("http://"), concurrency=4)
+
+
+@pytest.fixture(scope="module")
+def local(root):
+    """The same variants in this process: what the server must reproduce."""
+    return {name: harness.load(root / "repo" / name, threads=1) for name in VARIANTS}
+
+
+def seeded(n: int = BATCH, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, 8, 8, 1)).astype(np.float32)
+
+
+def infer(client, model: str, x: np.ndarray, binary: bool, k: int = 0, **kw):
+    tensor = triton.InferInput("images", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=binary)
+    out = triton.InferRequestedOutput("logits", binary_data=binary, class_count=k)
+    return client.infer(model, [tensor], outputs=[out], **kw)
+
+
+def test_server_health_and_metadata(client):
+    assert client.is_server_live() and client.is_server_ready()
+    meta = client.get_server_metadata()
+    assert meta["name"] == "tandem"
+    assert {"binary_tensor_data", "classification"} <= set(meta["extensions"])
+    index = client.get_model_repository_index()
+    assert sorted(row["name"] for row in index) == sorted(VARIANTS)
+    assert {row["state"] for row in index} == {"READY"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_model_metadata_and_ready(client, variant):
+    assert client.is_model_ready(variant) and client.is_model_ready(variant, "1")
+    meta = client.get_model_metadata(variant, "1")
+    assert meta["name"] == variant and meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
+    assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
+    assert client.get_model_config(variant)["max_batch_size"] == 64
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_served_logits_equal_harness(client, local, variant, binary):
+    x = seeded(seed=len(variant))
+    result = infer(client, variant, x, binary)
+    logits = result.as_numpy("logits")
+    assert logits.dtype == np.float32 and logits.shape == (BATCH, 10)
+    np.testing.assert_array_equal(logits, local[variant].predict(x), err_msg=variant)
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_classification_extension(client, local, binary):
+    x = seeded(3)
+    result = infer(client, "torch.onnx", x, binary, k=3, request_id="req-1", model_version="1")
+    assert result.get_response()["id"] == "req-1"
+    rows = result.as_numpy("logits")
+    assert rows.shape == (3, 3)
+    expected = local["torch.onnx"].classify(x, k=3)
+    for row, want in zip(rows, expected, strict=True):
+        parts = [(item.decode() if binary else item).split(":") for item in row]
+        assert [p[2] for p in parts] == [w["label"] for w in want]
+        assert [int(p[1]) for p in parts] == [w["index"] for w in want]
+        assert float(parts[0][0]) == pytest.approx(want[0]["probability"], abs=1e-6)
+
+
+def test_compressed_request(client, local):
+    x = seeded(2)
+    for algorithm in ("gzip", "deflate"):
+        tensor = triton.InferInput("images", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        result = client.infer("torch.onnx", [tensor], request_compression_algorithm=algorithm)
+        np.testing.assert_array_equal(result.as_numpy("logits"), local["torch.onnx"].predict(x))
+
+
+def test_tfserving(live, local):
+    x = seeded(3)
+    want = local["torch.tflite"].predict(x)
+    status = httpx.get(f"{live.url}/v1/models/torch.tflite").json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    meta = httpx.get(f"{live.url}/v1/models/torch.tflite/metadata").json()
+    assert (
+        "images" in meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    )
+    bodies = {
+        "predictions": [
+            {"instances": x.tolist()},
+            {"instances": [{"images": image} for image in x.tolist()]},
+        ],
+        "outputs": [{"inputs": x.tolist()}, {"inputs": {"images": x.tolist()}}],
+    }
+    for key, requests in bodies.items():
+        for path in ("torch.tflite:predict", "torch.tflite/versions/1:predict"):
+            for body in requests:
+                r = httpx.post(f"{live.url}/v1/models/{path}", json=body)
+                assert r.status_code == 200, r.text
+                np.testing.assert_array_equal(np.float32(r.json()[key]), want)
+
+
+def digit_file(fmt: str, index: int = 5) -> tuple[bytes, np.ndarray]:
+    """A real digit scaled up to 64x64, as a PNG or JPEG file, and its label."""
+    digits = load_digits()
+    image = Image.fromarray(digits.images[index, :, :, 0].astype(np.uint8))
+    image = image.resize((64, 64), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue(), digits.labels[index]
+
+
+def test_upload_every_variant(live, local):
+    data, _ = digit_file("PNG")
+    r = httpx.post(f"{live.url}/classify", files={"image": ("d.png", data)}, data={"k": "2"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert sorted(row["model"] for row in answer["results"]) == sorted(VARIANTS)
+    image = images.decode(data, (8, 8, 1))
+    for row in answer["results"]:
+        want = local[row["model"]].classify(image, k=2)[0]
+        assert [t["label"] for t in row["top"]] == [w["label"] for w in want], (row, want)
+        assert row["top"][0]["probability"] == pytest.approx(want[0]["probability"], abs=1e-6)
+    want = local["torch.onnx"].classify(image, k=1)[0][0]["label"]
+    assert answer["agree"] and answer["top1"] == want
+
+
+def test_upload_one_variant_jpeg(live, local):
+    data, _ = digit_file("JPEG", index=11)
+    r = httpx.post(f"{live.url}/classify/torch.onnx", files={"image": ("d.jpg", data)})
+    assert r.status_code == 200, r.text
+    [row] = r.json()["results"]
+    want = local["torch.onnx"].classify(images.decode(data, (8, 8, 1)), k=3)[0]
+    assert [t["label"] for t in row["top"]] == [w["label"] for w in want]
+
+
+def stats(client, model: str) -> dict:
+    return client.get_inference_statistics(model)["model_stats"][0]
+
+
+def test_dynamic_batching_same_answers(live, client, local):
+    """Many concurrent requests of mixed sizes: merged into fewer runtime calls, and each
+    answer equal to the same request computed alone."""
+    import aiohttp
+
+    model = "torch.torchscript"
+    requests = [seeded(n, seed=100 + i) for i, n in enumerate([1, 2, 7, 1, 3] * 12)]
+    before = stats(client, model)
+
+    async def send(session, x):
+        body = {"inputs": [{"name": "images", "datatype": "FP32", "shape": list(x.shape)}]}
+        body["inputs"][0]["data"] = x.ravel().tolist()
+        async with session.post(f"{live.url}/v2/models/{model}/infer", json=body) as r:
+            assert r.status == 200, await r.text()
+            return np.float32((await r.json())["outputs"][0]["data"]).reshape(len(x), 10)
+
+    async def burst():
+        async with aiohttp.ClientSession() as session:
+            return await asyncio.gather(*(send(session, x) for x in requests))
+
+    answers = asyncio.run(burst())
+    after = stats(client, model)
+    calls = after["execution_count"] - before["execution_count"]
+    served = after["inference_count"] - before["inference_count"]
+    assert served == sum(len(x) for x in requests)
+    assert calls < len(requests), f"{calls} runtime calls for {len(requests)} requests"
+    for x, got in zip(requests, answers, strict=True):
+        np.testing.assert_allclose(got, local[model].predict(x), rtol=0, atol=1e-5)
+        assert (got.argmax(1) == local[model].predict(x).argmax(1)).all()
+
+
+def test_metrics(live, client):
+    infer(client, "torch.onnx", seeded(2), True)
+    text = httpx.get(f"{live.url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def value(family: str, sample: str, **labels) -> float:
+        return sum(
+            s.value
+            for s in families[family].samples
+            if s.name == sample and labels.items() <= s.labels.items()
+        )
+
+    assert value("tandem_requests", "tandem_requests_total", model="torch.onnx", protocol="v2") >= 1
+    assert (
+        value(
+            "tandem_request_latency_seconds",
+            "tandem_request_latency_seconds_count",
+            model="torch.onnx",
+        )
+        >= 1
+    )
+    assert value("tandem_batch_size", "tandem_batch_size_count", model="torch.onnx") >= 1
+    assert value("tandem_model_ready", "tandem_model_ready", model="torch.onnx") == 1.0
+
+
+def test_unready_variant_is_refused_with_its_reason(root, tmp_path):
+    repo = subset(root, tmp_path / "repo", ["torch.onnx", "torch.tflite"])
+    with (repo / "torch.tflite" / "1" / "model.tflite").open("ab") as f:
+        f.write(b"\0")  # tampered after export: the sha256 no longer matches
+    server = Live(repo, "--golden", "none", log=tmp_path / "server.log")
+    try:
+        server.wait("/v2/health/live")
+        for _ in range(300):  # loading runs after start-up; bounded at about a minute
+            status, body = server.get("/v2/health/ready")
+            if "loading" not in body.get("error", ""):
+                break
+            time.sleep(0.2)
+        assert status == 503 and "torch.tflite" in body["error"]
+        status, body = server.get("/v2/models/torch.tflite/ready")
+        assert status == 503 and body["ready"] is False and "sha256" in body["error"]
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        with pytest.raises(triton.InferenceServerException, match=r"not ready.*sha256") as e:
+            infer(client, "torch.tflite", seeded(1), True)
+        assert e.value.status() == "503"
+        assert infer(client, "torch.onnx", seeded(1), True).as_numpy("logits").shape == (1, 10)
+    finally:
+        server.stop()
