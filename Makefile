@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train export demo test lint format clean
+.PHONY: setup train export parity demo bench test lint format clean
 
 setup: $(STAMP)
 
@@ -20,17 +20,27 @@ train: setup
 	$(PY) -m train $(ARGS)
 
 # One checkpoint per trainer (train.config.TRAINERS); `export` trains only those missing.
-TRAINED := $(foreach t,torch keras-fit keras-tape,artifacts/checkpoints/$(t)/metrics.json)
+# curves.png is written when a training run finishes, so a killed run does not count.
+TRAINED := $(foreach t,torch keras-fit keras-tape,artifacts/checkpoints/$(t)/curves.png)
 
-$(TRAINED): artifacts/checkpoints/%/metrics.json: | setup
+$(TRAINED): artifacts/checkpoints/%/curves.png: | setup
 	$(PY) -m train --trainer $*
 
 export: setup $(TRAINED)
 	$(PY) -m export $(ARGS)
 
+# Every variant against the eager model it came from; exits non-zero on any failure.
+parity: setup
+	$(PY) -m serve.parity $(ARGS)
+
+# The main job on the embedded digits data: train, export, parity, report.
 demo: setup
 	$(PY) -m train $(ARGS)
 	$(PY) -m export
+	$(PY) -m serve.parity
+
+bench: setup
+	$(PY) -m benchmarks.harness_overhead $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(ARGS)

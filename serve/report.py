@@ -1,0 +1,89 @@
+"""The parity report for people and machines: parity.json, parity.md, parity.png."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from train.config import FORMATS, TRAINERS, write_json_atomic
+
+COLUMNS = ("variant", "profile", "max abs diff", "top-1 agree", "accuracy", "Δ acc", "size", "pass")
+
+
+def fmt_size(n: int) -> str:
+    return "-" if not n else f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+def fmt_num(x: float | None, spec: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def table(result: dict) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for v in result["variants"]:
+        cells = (
+            v["name"],
+            v["profile"],
+            fmt_num(v["max_abs_diff"], ".2e"),
+            fmt_num(v["top1_agreement"], ".2%"),
+            fmt_num(v["accuracy"], ".2%"),
+            fmt_num(v["accuracy_delta"], "+.2%"),
+            fmt_size(v["size_bytes"]),
+            "pass" if v["passed"] else f"**FAIL**: {v['reason']}",
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write(result: dict, reports: Path) -> None:
+    reports.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(reports / "parity.json", result)
+    status = "all passed" if result["passed"] else "FAILED"
+    text = f"# Parity report: {status}\n\nEvery variant against the eager model it came from.\n\n"
+    text += table(result) + "\n\n![max abs logit diff by trainer and format](parity.png)\n"
+    tmp = reports / ".parity.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(reports / "parity.md")
+    plot(result, reports / "parity.png")
+    print(table(result))
+
+
+def plot(result: dict, path: Path) -> None:
+    """Heat map of max abs logit diff (log scale), trainer x format, failures marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [v for v in result["variants"] if v["format"] in FORMATS]
+    present = {v["trainer"] for v in rows}
+    trainers = [t for t in TRAINERS if t in present]
+    grid = np.full((len(trainers), len(FORMATS)), np.nan)
+    failed, exact = [], []
+    for v in rows:
+        i, j = trainers.index(v["trainer"]), FORMATS.index(v["format"])
+        d = v["max_abs_diff"]
+        grid[i, j] = np.log10(max(d, 1e-9)) if d is not None and not math.isnan(d) else np.nan
+        if not v["passed"]:
+            failed.append((i, j))
+        if d == 0.0:
+            exact.append((i, j))
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * len(trainers)))
+    im = ax.imshow(grid, cmap="viridis", vmin=-8, vmax=0, aspect="auto")
+    ax.set_xticks(range(len(FORMATS)), FORMATS, rotation=30, ha="right")
+    ax.set_yticks(range(len(trainers)), trainers)
+    for i in range(len(trainers)):
+        for j in range(len(FORMATS)):
+            if not np.isnan(grid[i, j]):
+                mark = f"{10 ** grid[i, j]:.0e}" if (i, j) not in exact else "0"
+                mark = "FAIL" if (i, j) in failed else mark
+                colour = "black" if grid[i, j] > -3 else "white"
+                ax.text(j, i, mark, ha="center", va="center", color=colour, fontsize=9)
+    fig.colorbar(im, ax=ax, label="log10 max abs logit diff")
+    ax.set_title("parity: max abs logit diff vs the eager model")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

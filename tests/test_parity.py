@@ -1,0 +1,176 @@
+"""The parity gate over every variant, and proof that it can fail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from export.__main__ import main as export_main
+from serve import harness, parity
+from train.config import FORMATS, MANIFEST_FILE, TRAINERS
+
+
+@pytest.fixture(scope="module")
+def digits_repo(digits_checkpoints, tmp_path_factory):
+    """All 21 variants of the `make train` models."""
+    checkpoints, _ = digits_checkpoints
+    repo = tmp_path_factory.mktemp("repo") / "model_repository"
+    assert export_main(["--checkpoints", str(checkpoints), "--out", str(repo)]) == 0
+    return checkpoints, repo
+
+
+@pytest.fixture(scope="module")
+def digits_result(digits_repo, tmp_path_factory):
+    checkpoints, repo = digits_repo
+    reports = tmp_path_factory.mktemp("reports")
+    return parity.run(repo, checkpoints, reports), reports
+
+
+def test_all_21_variants_pass(digits_result):
+    result, reports = digits_result
+    rows = {v["name"]: v for v in result["variants"]}
+    expected = {f"{t}.{f}" for t in TRAINERS for f in FORMATS}
+    assert expected <= set(rows), f"missing variants: {expected - set(rows)}"
+    failed = {n: v["reason"] for n, v in rows.items() if not v["passed"]}
+    assert result["passed"] and not failed, failed
+    for name in expected:
+        v = rows[name]
+        assert v["top1_agreement"] >= 0.98 and v["accuracy"] >= 0.9, name
+        if v["profile"] == "fp32":
+            assert v["max_abs_diff"] <= 1e-4, name
+    for t in TRAINERS:  # the cross-framework rows: same weights, other framework
+        assert any(v["trainer"] == t and v["profile"] == "transfer" for v in rows.values())
+    for f in ("onnx", "onnx-tf"):
+        assert rows[f"torch.{f}"]["oracle_max_abs_diff"] <= 1e-4
+    for name in ("parity.json", "parity.md", "parity.png", "golden.npz"):
+        assert (reports / name).stat().st_size > 0
+    assert json.loads((reports / "parity.json").read_text())["passed"] is True
+    assert "torch.tflite-int8" in (reports / "parity.md").read_text()
+
+
+def test_replay_matches(digits_repo, digits_result, tmp_path):
+    _, repo = digits_repo
+    _, reports = digits_result
+    shutil.copy(reports / "golden.npz", tmp_path / "golden.npz")
+    replayed = parity.run(repo, tmp_path / "no-checkpoints", tmp_path, replay=True)
+    assert replayed["passed"]
+    first = {v["name"]: v["max_abs_diff"] for v in digits_result[0]["variants"]}
+    for v in replayed["variants"]:
+        assert v["max_abs_diff"] == pytest.approx(first[v["name"]], abs=1e-7), v["name"]
+
+
+def resign(variant) -> None:
+    """Recompute the manifest's sha256 values, as an exporter of a broken model would."""
+    manifest = json.loads((variant / MANIFEST_FILE).read_text())
+    for rel in manifest["files"]:
+        manifest["files"][rel] = hashlib.sha256((variant / rel).read_bytes()).hexdigest()
+    (variant / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def perturbed_copy(repo, name, dest, scale: float = 1.05):
+    """A correctly signed variant whose first conv kernel is off by a few percent."""
+    variant = dest / name
+    shutil.copytree(repo / name, variant)
+    path = variant / "1" / "model.onnx"
+    model = onnx.load(path)
+    init = next(i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 4)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * scale, init.name))
+    onnx.save(model, path)
+    resign(variant)
+    return variant
+
+
+def test_broken_variant_is_reported(digits_repo, tmp_path, capsys):
+    checkpoints, repo = digits_repo
+    broken = tmp_path / "repo"
+    shutil.copytree(repo / "keras-fit.onnx", broken / "keras-fit.onnx")
+    perturbed_copy(repo, "torch.onnx", broken)
+    reports = tmp_path / "reports"
+    code = parity.main(
+        ["--repository", str(broken), "--checkpoints", str(checkpoints), "--reports", str(reports)]
+    )
+    assert code == 1
+    rows = {v["name"]: v for v in json.loads((reports / "parity.json").read_text())["variants"]}
+    assert rows["keras-fit.onnx"]["passed"]
+    bad = rows["torch.onnx"]
+    assert not bad["passed"] and bad["max_abs_diff"] > 1e-4
+    assert "max abs diff" in bad["reason"]
+    err = capsys.readouterr().err
+    assert "FAILED torch.onnx" in err and "max abs diff" in err
+    assert "FAIL" in (reports / "parity.md").read_text()
+
+
+def test_tampered_file_is_refused(digits_repo, tmp_path):
+    checkpoints, repo = digits_repo
+    variant = tmp_path / "repo" / "torch.tflite"
+    shutil.copytree(repo / "torch.tflite", variant)
+    blob = bytearray((variant / "1" / "model.tflite").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (variant / "1" / "model.tflite").write_bytes(bytes(blob))
+    with pytest.raises(Exception, match=r"model\.tflite"):
+        harness.load(variant)
+    result = parity.run(tmp_path / "repo", checkpoints, tmp_path / "reports")
+    (row,) = result["variants"][:1]
+    assert not result["passed"] and not row["passed"] and "sha256" in row["reason"]
+
+
+def test_rgb_variants_pass(rgb_checkpoints, tmp_path):
+    """3-channel images, where NHWC/NCHW and flatten-order bugs hide, in every format."""
+    checkpoints, _ = rgb_checkpoints
+    repo = tmp_path / "repo"
+    args = [
+        "--checkpoints",
+        str(checkpoints),
+        "--out",
+        str(repo),
+        "--trainers",
+        "torch",
+        "keras-tape",
+    ]
+    assert export_main(args) == 0
+    result = parity.run(repo, checkpoints, tmp_path / "reports")
+    failed = {v["name"]: v["reason"] for v in result["variants"] if not v["passed"]}
+    assert result["passed"], failed
+    assert len([v for v in result["variants"] if v["format"] in FORMATS]) == 14
+
+
+# Each profile's thresholds, on hand-made logits: the gate's arithmetic can fail.
+REFERENCE = np.tile(np.linspace(-4, 4, 10, dtype=np.float32), (100, 1))
+LABELS = np.full(100, 9)
+
+
+def shifted(rows: int, delta: float = 0.0) -> np.ndarray:
+    out = REFERENCE + delta
+    out[:rows, 0] = 10.0  # these rows now pick class 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "profile, candidate, passed",
+    [
+        ("fp32", REFERENCE + 5e-5, True),
+        ("fp32", REFERENCE + 2e-4, False),
+        ("fp32", shifted(1), False),
+        ("fp16", REFERENCE + 0.03, True),  # bound is 1e-2 x max|ref| = 0.04
+        ("fp16", REFERENCE + 0.05, False),
+        ("fp16", shifted(2), False),
+        ("int8", shifted(1, 0.3), True),
+        ("int8", shifted(2), False),  # 98% agreement, but a 2-point accuracy drop
+        ("int8", shifted(3), False),
+    ],
+)
+def test_profile_thresholds(profile, candidate, passed):
+    result = parity.compare(REFERENCE, candidate.astype(np.float32), LABELS, profile)
+    assert result["passed"] is passed, result
+    assert bool(result["reason"]) is not passed
+
+
+def test_shape_mismatch_fails():
+    result = parity.compare(REFERENCE, REFERENCE[:, :9], LABELS, "fp32")
+    assert not result["passed"] and "reference" in result["reason"]
