@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train export parity demo bench test lint format clean
+.PHONY: setup train export parity serve demo bench test lint format clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ export: setup $(TRAINED)
 parity: setup
 	$(PY) -m serve.parity $(ARGS)
 
+# One server for every variant in the repository: KServe V2, TF Serving, upload, page at /.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+serve: setup
+	$(PY) -m serve --host $(HOST) --port $(PORT) $(ARGS)
+
 # The main job on the embedded digits data: train, export, parity, report.
 demo: setup
 	$(PY) -m train $(ARGS)
@@ -41,6 +47,7 @@ demo: setup
 
 bench: setup
 	$(PY) -m benchmarks.harness_overhead $(ARGS)
+	$(PY) -m serve.bench
 
 test: setup
 	$(PY) -m pytest $(ARGS)
