@@ -1,10 +1,16 @@
 """Dynamic batching: concurrent requests for one model merged into one runtime call.
 
 One `Batcher` per model. Requests queue on the event loop; a drain task takes up to
-`max_batch` images, runs them in the model's own worker thread (runtimes release the
-GIL, so the loop keeps parsing the next requests meanwhile) and hands each request its
-rows back. Requests that arrive while a batch runs form the next one, so batches grow
-with load and a lone client is never delayed.
+`max_batch` images, runs them as one runtime call and hands each request its rows back.
+Requests that arrive while a batch runs form the next one, so batches grow with load and
+a lone client is never delayed.
+
+Where a call runs: a call that took under INLINE_BELOW last time runs on the event loop
+itself, because handing it to a thread (a wake-up and a GIL hand-off each way) costs more
+than the call; slower calls run in the model's worker thread, where the runtime releases
+the GIL and the loop keeps reading requests meanwhile. Answers are the same either way.
+Measured with a small ONNX CNN, server pinned to one core, c=16: 5.0k req/s on the loop
+vs 4.3k via the thread.
 
 `max_delay` holds a batch open for requests the server has started but not finished
 receiving (large or slow bodies), as Triton's `max_queue_delay_microseconds` does; it
@@ -23,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+INLINE_BELOW = 0.001  # seconds
 # (images, requests, seconds those requests spent queued in total, compute seconds)
 BatchHook = Callable[[int, int, float, float], None]
 
@@ -46,6 +53,7 @@ class Batcher:
         self.queued = 0  # images in the queue
         self.receiving = 0  # requests for this model still being read off the network
         self.draining = False
+        self.last_call = float("inf")  # seconds the last runtime call took; unknown at first
         self.task: asyncio.Task | None = None
         self.wake: asyncio.Future | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"batch-{name}")
@@ -111,13 +119,17 @@ class Batcher:
                 # Always a fresh array: aligned and writable whatever the request buffer was.
                 images = np.concatenate([item[0] for item in batch])
                 try:
-                    logits = await loop.run_in_executor(self.executor, self.run, images)
+                    if self.last_call < INLINE_BELOW:
+                        logits = self.run(images)
+                    else:
+                        logits = await loop.run_in_executor(self.executor, self.run, images)
                 except Exception as e:  # the runtime's error goes to every request in it
                     for _, future, _ in batch:
                         if not future.done():
                             future.set_exception(e)
                     continue
                 finished = time.perf_counter()
+                self.last_call = finished - started
                 queued = sum(started - t for _, _, t in batch)
                 self.on_batch(len(images), len(batch), queued, finished - started)
                 offset = 0

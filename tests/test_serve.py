@@ -18,6 +18,7 @@ from serve_live import VARIANTS, Live, repository, subset
 from serve import harness, images
 from train.data import load_digits
 
+pytestmark = pytest.mark.slow  # trains and exports a repository, starts servers
 BATCH = 7
 
 

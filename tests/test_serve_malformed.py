@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from serve_live import Live, repository, subset
 
+pytestmark = pytest.mark.slow  # needs the exported repository and a live server
 MODEL = "torch.onnx"
 INFER = f"/v2/models/{MODEL}/infer"
 LIMIT_MB = 1

@@ -27,9 +27,10 @@ FLAGS = [
 ]
 NAMES = ["torch.onnx", "torch.tflite", "torch.tflite-int8"]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install chromium"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (see .ci/run)"),
+]
 
 
 @pytest.fixture(scope="module")

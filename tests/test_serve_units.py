@@ -118,6 +118,7 @@ def test_runtime_error_reaches_every_request_in_the_batch():
     assert threading.active_count() < 50
 
 
+@pytest.mark.slow
 def test_golden_replay_that_disagrees_keeps_a_variant_out(tmp_path_factory, tmp_path):
     root = repository(tmp_path_factory)
     saved = dict(np.load(root / "golden.npz"))
