@@ -141,4 +141,6 @@ class Batcher:
             self.draining = False
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """No new work; calls already handed to the thread still finish (an unload may
+        overlap requests in flight)."""
+        self.executor.shutdown(wait=False)

@@ -94,8 +94,12 @@ class ModelStats:
 class Collector:
     """A prometheus_client collector over every model's ModelStats."""
 
-    def __init__(self, stats: dict[str, ModelStats], ready: Callable[[], dict[str, bool]]):
-        self.stats, self.ready = stats, ready
+    def __init__(
+        self,
+        stats: Callable[[], dict[str, ModelStats]],
+        ready: Callable[[], dict[str, bool]],
+    ) -> None:
+        self.stats, self.ready = stats, ready  # callables: models come and go (load, unload)
 
     def collect(self) -> Iterator:
         requests = CounterMetricFamily(
@@ -108,7 +112,7 @@ class Collector:
             "Requests answered with an error, by status",
             labels=["model", "code"],
         )
-        for model, s in self.stats.items():
+        for model, s in self.stats().items():
             for protocol, n in s.requests.items():
                 requests.add_metric([model, protocol], n)
             for code, n in s.errors.items():
@@ -121,7 +125,7 @@ class Collector:
         batches = HistogramMetricFamily(
             "tandem_batch_size", "Images per runtime call (dynamic batching)", labels=["model"]
         )
-        for model, s in self.stats.items():
+        for model, s in self.stats().items():
             latency.add_metric([model], s.latency.cumulative(), s.latency.total)
             if model != NO_MODEL:
                 batches.add_metric([model], s.batches.cumulative(), s.batches.total)

@@ -152,6 +152,18 @@ def v2_routes(app: FastAPI, server: Server) -> None:
         ]
         return rows
 
+    @app.post("/v2/repository/models/{name}/load")
+    async def load(name: str):
+        fresh = await run_in_threadpool(server.reload, name)
+        if not fresh.ready:
+            raise v2.ProtocolError(f"model {name} failed to load: {fresh.reason}")
+        return {}
+
+    @app.post("/v2/repository/models/{name}/unload")
+    async def unload(name: str):
+        server.unload(name)
+        return {}
+
     @app.get("/metrics")
     async def metrics():
         return Response(render(server.metrics), media_type="text/plain; version=0.0.4")

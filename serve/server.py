@@ -55,9 +55,11 @@ class Server:
         self.models = {name: models.Servable(name, path) for name, path in found.items()}
         self.unknown = ModelStats()
         self.loaded = threading.Event()
-        stats = {name: s.stats for name, s in self.models.items()} | {NO_MODEL: self.unknown}
         self.metrics = registry(
-            Collector(stats, lambda: {n: s.ready for n, s in self.models.items()})
+            Collector(
+                lambda: {n: s.stats for n, s in self.models.items()} | {NO_MODEL: self.unknown},
+                lambda: {n: s.ready for n, s in self.models.items()},
+            )
         )
 
     def load_all(self) -> None:
@@ -70,6 +72,36 @@ class Server:
             else:
                 log.error("%s unavailable: %s", servable.name, servable.reason)
         self.loaded.set()
+
+    def reload(self, name: str) -> models.Servable:
+        """Load (again) one variant from the repository; it replaces the served one only
+        if it passes its check. Blocking: call it from a thread."""
+        path = harness.variants(self.config.repository).get(name)
+        if path is None:
+            raise v2.ProtocolError(f"no variant {v2.shown(name)} in {self.config.repository}")
+        old = self.models.get(name)
+        fresh = models.Servable(name, path, stats=old.stats if old else ModelStats())
+        golden = models.Golden(self.config.golden)
+        delay = self.config.max_delay_ms / 1000
+        models.load(fresh, golden, self.config.threads, self.config.max_batch, delay)
+        if fresh.ready:
+            self.models[name] = fresh
+            if old is not None and old.batcher is not None:
+                old.batcher.close()
+        return fresh
+
+    def unload(self, name: str) -> None:
+        old = self.get(name)
+        self.models[name] = models.Servable(
+            name,
+            old.path,
+            stats=old.stats,
+            manifest=old.manifest,
+            state=models.UNAVAILABLE,
+            reason="unloaded through /v2/repository/models/<m>/unload",
+        )
+        if old.batcher is not None:
+            old.batcher.close()
 
     def not_ready(self) -> str:
         """Empty when every variant serves (Triton's strict readiness), else why not."""

@@ -254,3 +254,20 @@ def test_unready_variant_is_refused_with_its_reason(root, tmp_path):
         assert infer(client, "torch.onnx", seeded(1), True).as_numpy("logits").shape == (1, 10)
     finally:
         server.stop()
+
+
+def test_unload_and_load_again(client, local):
+    """Last in this module: the server is not ready while a variant is unloaded."""
+    model = "torch.tflite-fp16"
+    client.unload_model(model)
+    assert not client.is_model_ready(model) and not client.is_server_ready()
+    with pytest.raises(triton.InferenceServerException, match="unloaded"):
+        infer(client, model, seeded(1), True)
+    client.load_model(model)
+    assert client.is_model_ready(model) and client.is_server_ready()
+    x = seeded(2)
+    np.testing.assert_array_equal(
+        infer(client, model, x, True).as_numpy("logits"), local[model].predict(x)
+    )
+    with pytest.raises(triton.InferenceServerException, match="no variant"):
+        client.load_model("nope")
