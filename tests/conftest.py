@@ -10,7 +10,7 @@ import pytest
 
 from train import data
 from train.__main__ import run
-from train.config import TRAINERS, TrainConfig
+from train.config import FORMATS, TRAINERS, TrainConfig
 
 QUICK = dict(epochs=2, batch_size=32, max_steps=6, quiet=True)
 
@@ -37,3 +37,26 @@ def rgb_checkpoints(tmp_path_factory):
     out = tmp_path_factory.mktemp("rgb")
     metrics = train_all(out, data="synthetic", image_size=16, channels=3, synthetic_samples=400)
     return out, metrics
+
+
+def export_repo(checkpoints, tmp_path_factory, name: str):
+    from export.matrix import export_all
+
+    repo = tmp_path_factory.mktemp(name) / "model_repository"
+    export_all(TRAINERS, FORMATS, checkpoints, repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def digits_repo(digits_checkpoints, tmp_path_factory):
+    """(checkpoints, repository): all 21 variants of the `make train` models. Read-only:
+    a test that breaks a variant copies it first."""
+    checkpoints, _ = digits_checkpoints
+    return checkpoints, export_repo(checkpoints, tmp_path_factory, "digits-repo")
+
+
+@pytest.fixture(scope="session")
+def rgb_repo(rgb_checkpoints, tmp_path_factory):
+    """(checkpoints, repository): all 21 variants of the 3-channel models. Read-only."""
+    checkpoints, _ = rgb_checkpoints
+    return checkpoints, export_repo(checkpoints, tmp_path_factory, "rgb-repo")

@@ -21,11 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import train_all
 
 from export import repository
 from export.__main__ import main
-from export.matrix import export_all
 from train import checkpoint, data, record
 from train.config import (
     ARTIFACT_FILE,
@@ -53,17 +51,10 @@ def ids(cases):
 
 
 @pytest.fixture(scope="module")
-def repos(tmp_path_factory, rgb_checkpoints) -> dict[str, tuple[Path, Path]]:
-    """{dataset: (checkpoint root, repository root)}: every trainer x format, exported once."""
-    digits_root = tmp_path_factory.mktemp("export-digits-checkpoints")
-    train_all(digits_root)
-    roots = {"digits": digits_root, "rgb": rgb_checkpoints[0]}
-    out = {}
-    for dataset, root in roots.items():
-        repo = tmp_path_factory.mktemp(f"export-{dataset}-repository")
-        export_all(TRAINERS, FORMATS, root, repo)
-        out[dataset] = (root, repo)
-    return out
+def repos(digits_repo, rgb_repo) -> dict[str, tuple[Path, Path]]:
+    """{dataset: (checkpoint root, repository root)}: every trainer x format, exported once
+    per session (tests/conftest.py) and shared with the parity tests."""
+    return {"digits": digits_repo, "rgb": rgb_repo}
 
 
 @cache

@@ -11,18 +11,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from export.__main__ import main as export_main
 from serve import harness, parity
 from train.config import FORMATS, MANIFEST_FILE, TRAINERS
-
-
-@pytest.fixture(scope="module")
-def digits_repo(digits_checkpoints, tmp_path_factory):
-    """All 21 variants of the `make train` models."""
-    checkpoints, _ = digits_checkpoints
-    repo = tmp_path_factory.mktemp("repo") / "model_repository"
-    assert export_main(["--checkpoints", str(checkpoints), "--out", str(repo)]) == 0
-    return checkpoints, repo
 
 
 @pytest.fixture(scope="module")
@@ -120,24 +110,13 @@ def test_tampered_file_is_refused(digits_repo, tmp_path):
     assert not result["passed"] and not row["passed"] and "sha256" in row["reason"]
 
 
-def test_rgb_variants_pass(rgb_checkpoints, tmp_path):
+def test_rgb_variants_pass(rgb_repo, tmp_path):
     """3-channel images, where NHWC/NCHW and flatten-order bugs hide, in every format."""
-    checkpoints, _ = rgb_checkpoints
-    repo = tmp_path / "repo"
-    args = [
-        "--checkpoints",
-        str(checkpoints),
-        "--out",
-        str(repo),
-        "--trainers",
-        "torch",
-        "keras-tape",
-    ]
-    assert export_main(args) == 0
+    checkpoints, repo = rgb_repo
     result = parity.run(repo, checkpoints, tmp_path / "reports")
     failed = {v["name"]: v["reason"] for v in result["variants"] if not v["passed"]}
     assert result["passed"], failed
-    assert len([v for v in result["variants"] if v["format"] in FORMATS]) == 14
+    assert len([v for v in result["variants"] if v["format"] in FORMATS]) == 21
 
 
 # Each profile's thresholds, on hand-made logits: the gate's arithmetic can fail.
