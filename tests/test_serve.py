@@ -176,12 +176,14 @@ def stats(client, model: str) -> dict:
     return client.get_inference_statistics(model)["model_stats"][0]
 
 
-def test_dynamic_batching_same_answers(live, client, local):
+# ONNX Runtime and LiteRT give bit-identical rows at any batch size; TorchScript picks
+# kernels by batch size, so its rows move by ~1e-6.
+@pytest.mark.parametrize("model, atol", [("torch.onnx", 0.0), ("torch.torchscript", 1e-5)])
+def test_dynamic_batching_same_answers(live, client, local, model, atol):
     """Many concurrent requests of mixed sizes: merged into fewer runtime calls, and each
     answer equal to the same request computed alone."""
     import aiohttp
 
-    model = "torch.torchscript"
     requests = [seeded(n, seed=100 + i) for i, n in enumerate([1, 2, 7, 1, 3] * 12)]
     before = stats(client, model)
 
@@ -203,7 +205,7 @@ def test_dynamic_batching_same_answers(live, client, local):
     assert served == sum(len(x) for x in requests)
     assert calls < len(requests), f"{calls} runtime calls for {len(requests)} requests"
     for x, got in zip(requests, answers, strict=True):
-        np.testing.assert_allclose(got, local[model].predict(x), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got, local[model].predict(x), rtol=0, atol=atol)
         assert (got.argmax(1) == local[model].predict(x).argmax(1)).all()
 
 
