@@ -45,6 +45,34 @@ def repository(tmp_path_factory) -> Path:
     return _built["root"]
 
 
+def rgb_repository(tmp_path_factory) -> Path:
+    """A 3-channel repository (16x16 RGB synthetic data, where layout bugs show):
+    torch quick-trained, exported to onnx and tflite."""
+    if "rgb" not in _built:
+        root = tmp_path_factory.mktemp("serve-rgb")
+        cfg = TrainConfig(
+            out=root / "checkpoints", data="synthetic", image_size=16, channels=3,
+            synthetic_samples=400, epochs=1, max_steps=4, quiet=True,
+        )  # fmt: skip
+        splits = data.load(
+            cfg.data, cfg.image_size, cfg.channels, cfg.seed, n=cfg.synthetic_samples
+        )
+        run(TrainConfig(**vars(cfg)), TRAINER, splits)
+        export = [sys.executable, "-m", "export", "--checkpoints", str(root / "checkpoints")]
+        export += [
+            "--out",
+            str(root / "repo"),
+            "--trainers",
+            TRAINER,
+            "--formats",
+            "onnx",
+            "tflite",
+        ]
+        subprocess.run(export, check=True, capture_output=True, timeout=300)
+        _built["rgb"] = root / "repo"
+    return _built["rgb"]
+
+
 def subset(root: Path, dest: Path, names: list[str]) -> Path:
     """A repository holding copies of some variants (copies: tests may tamper with them)."""
     for name in names:

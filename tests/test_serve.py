@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as triton
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from serve_live import VARIANTS, Live, repository, subset
+from serve_live import VARIANTS, Live, repository, rgb_repository, subset
 
 from serve import harness, images
 from train.data import load_digits
@@ -254,6 +254,32 @@ def test_unready_variant_is_refused_with_its_reason(root, tmp_path):
             infer(client, "torch.tflite", seeded(1), True)
         assert e.value.status() == "503"
         assert infer(client, "torch.onnx", seeded(1), True).as_numpy("logits").shape == (1, 10)
+    finally:
+        server.stop()
+
+
+def test_three_channel_variants(tmp_path_factory, tmp_path):
+    """RGB 16x16: tensors and an uploaded colour image reach the model in NHWC order."""
+    repo = rgb_repository(tmp_path_factory)
+    server = Live(repo, "--golden", "none", log=tmp_path / "server.log")
+    try:
+        server.wait()
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        rng = np.random.default_rng(3)
+        x = rng.uniform(0, 255, (5, 16, 16, 3)).astype(np.float32)
+        buffer = io.BytesIO()
+        Image.fromarray(x[0].astype(np.uint8), "RGB").save(buffer, format="PNG")
+        answer = httpx.post(f"{server.url}/classify", files={"image": ("c.png", buffer.getvalue())})
+        assert answer.status_code == 200, answer.text
+        tops = {row["model"]: row["top"] for row in answer.json()["results"]}
+        for name in ("torch.onnx", "torch.tflite"):
+            assert client.get_model_metadata(name)["inputs"][0]["shape"] == [-1, 16, 16, 3]
+            model = harness.load(repo / name, threads=1)
+            got = infer(client, name, x, True).as_numpy("logits")
+            np.testing.assert_array_equal(got, model.predict(x))
+            image = images.decode(buffer.getvalue(), (16, 16, 3))
+            np.testing.assert_array_equal(image, x[:1].astype(np.uint8))
+            assert tops[name] == model.classify(image, k=3)[0]
     finally:
         server.stop()
 
