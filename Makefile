@@ -47,7 +47,7 @@ demo: setup
 
 bench: setup
 	$(PY) -m benchmarks.harness_overhead $(ARGS)
-	$(PY) -m serve.bench
+	$(PY) -m benchmarks.server
 
 test: setup
 	$(PY) -m pytest $(ARGS)

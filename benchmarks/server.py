@@ -1,6 +1,6 @@
 """Load figures for the server: V2 binary, one image per request, on loopback.
 
-    python -m serve.bench [--repository DIR] [--model torch.onnx] [--seconds 3] [--rounds 3]
+    python -m benchmarks.server [--repository DIR] [--model torch.onnx] [--seconds 3] [--rounds 3]
 
 Each server runs in a subprocess pinned to core 0 (taskset) and this load generator
 (aiohttp; httpx saturates its own core near 500 req/s) on core 1, so neither steals the
@@ -179,7 +179,7 @@ async def measure(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m serve.bench", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.server", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository"
