@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# onnxruntime-web 1.30 rejects IR version 14, onnx 1.23's default (FACTS.md).
+# onnxruntime-web 1.30 rejects IR version 14, onnx 1.23's default.
 MAX_IR_VERSION = 13
 
 

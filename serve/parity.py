@@ -34,7 +34,7 @@ ORACLE_IMAGES = 16  # onnx.reference is pure Python: a few images prove the poin
 
 @dataclass(frozen=True)
 class Profile:
-    """Named tolerances (DESIGN.md parity profiles)."""
+    """Named tolerances (the parity profiles in the README)."""
 
     max_abs_diff: float | None  # absolute, scaled by max(1, max |reference logit|) if `scaled`
     scaled: bool

@@ -7,7 +7,7 @@ an image upload, Prometheus metrics and a web page.
 `POST /v2/models/<m>[/versions/1]/infer`, the data plane, is a raw ASGI route: it reads
 the body once, splits JSON from binary tensors with np.frombuffer and answers with
 prebuilt headers. FastAPI's request machinery costs about a third of the throughput on
-such a path (FACTS.md: 1.46k req/s at c=16 through a FastAPI JSON route, 2.11k through
+such a path (measured on 2 cores: 1.46k req/s at c=16 through a FastAPI JSON route, 2.11k through
 a bare ASGI one parsing the same JSON), so everything else, where convenience matters
 more than microseconds, is a FastAPI app (serve/routes.py) behind it.
 """

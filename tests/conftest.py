@@ -60,3 +60,16 @@ def rgb_repo(rgb_checkpoints, tmp_path_factory):
     """(checkpoints, repository): all 21 variants of the 3-channel models. Read-only."""
     checkpoints, _ = rgb_checkpoints
     return checkpoints, export_repo(checkpoints, tmp_path_factory, "rgb-repo")
+
+
+@pytest.fixture(scope="session")
+def serve_root(digits_repo, tmp_path_factory):
+    """<root>/repo: the 21 digits variants; <root>/golden.npz: the parity stage's golden
+    inputs and reference logits, which the server replays at start-up. Read-only."""
+    from serve import parity
+
+    checkpoints, repo = digits_repo
+    root = tmp_path_factory.mktemp("serve")
+    (root / "repo").symlink_to(repo, target_is_directory=True)
+    parity.load_or_build(TRAINERS, checkpoints, root / "golden.npz", replay=False)
+    return root

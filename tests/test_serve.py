@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as triton
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from serve_live import VARIANTS, Live, repository, rgb_repository, subset
+from serve_live import VARIANTS, Live, subset
 
 from serve import harness, images
 from train.data import load_digits
@@ -23,8 +23,8 @@ BATCH = 7
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return repository(tmp_path_factory)
+def root(serve_root):
+    return serve_root
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_metrics(live, client):
 
 
 def test_unready_variant_is_refused_with_its_reason(root, tmp_path):
-    repo = subset(root, tmp_path / "repo", ["torch.onnx", "torch.tflite"])
+    repo = subset(root / "repo", tmp_path / "repo", ["torch.onnx", "torch.tflite"])
     with (repo / "torch.tflite" / "1" / "model.tflite").open("ab") as f:
         f.write(b"\0")  # tampered after export: the sha256 no longer matches
     server = Live(repo, "--golden", "none", log=tmp_path / "server.log")
@@ -258,9 +258,9 @@ def test_unready_variant_is_refused_with_its_reason(root, tmp_path):
         server.stop()
 
 
-def test_three_channel_variants(tmp_path_factory, tmp_path):
+def test_three_channel_variants(rgb_repo, tmp_path):
     """RGB 16x16: tensors and an uploaded colour image reach the model in NHWC order."""
-    repo = rgb_repository(tmp_path_factory)
+    repo = subset(rgb_repo[1], tmp_path / "repo", ["torch.onnx", "torch.tflite"])
     server = Live(repo, "--golden", "none", log=tmp_path / "server.log")
     try:
         server.wait()

@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-from serve_live import Live, repository, subset
+from serve_live import Live, subset
 
 pytestmark = pytest.mark.slow  # needs the exported repository and a live server
 MODEL = "torch.onnx"
@@ -24,10 +24,10 @@ LIMIT_MB = 1
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    root = repository(tmp_path_factory)
+def live(serve_root, tmp_path_factory):
+    root = serve_root
     tmp = tmp_path_factory.mktemp("malformed")
-    repo = subset(root, tmp / "repo", [MODEL, "torch.tflite-int8"])
+    repo = subset(root / "repo", tmp / "repo", [MODEL, "torch.tflite-int8"])
     server = Live(repo, "--golden", "none", "--max-body-mb", str(LIMIT_MB), log=tmp / "log")
     try:
         server.wait()

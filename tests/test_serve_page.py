@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from serve_live import Live, repository, subset
+from serve_live import Live, subset
 
 from train.data import load_digits
 
@@ -34,11 +34,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    root = repository(tmp_path_factory)
+def live(serve_root, tmp_path_factory):
+    root = serve_root
     tmp = tmp_path_factory.mktemp("page")
     server = Live(
-        subset(root, tmp / "repo", NAMES), "--golden", str(root / "golden.npz"), log=tmp / "log"
+        subset(root / "repo", tmp / "repo", NAMES),
+        "--golden",
+        str(root / "golden.npz"),
+        log=tmp / "log",
     )
     try:
         server.wait()

@@ -8,7 +8,6 @@ import threading
 
 import numpy as np
 import pytest
-from serve_live import repository
 from tritonclient.http import InferResult
 
 from serve import models, v2
@@ -119,8 +118,8 @@ def test_runtime_error_reaches_every_request_in_the_batch():
 
 
 @pytest.mark.slow
-def test_golden_replay_that_disagrees_keeps_a_variant_out(tmp_path_factory, tmp_path):
-    root = repository(tmp_path_factory)
+def test_golden_replay_that_disagrees_keeps_a_variant_out(serve_root, tmp_path):
+    root = serve_root
     saved = dict(np.load(root / "golden.npz"))
     saved["reference_torch"] = saved["reference_torch"] + 1.0
     np.savez(tmp_path / "golden.npz", **saved)

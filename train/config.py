@@ -15,7 +15,7 @@ INPUT_NAME = "images"  # float32 [N, H, W, C], raw pixels 0..255
 OUTPUT_NAME = "logits"  # float32 [N, num_classes]
 PIXEL_MAX = 255.0
 
-# Deployment formats (DESIGN.md export matrix) and the precision each one carries.
+# Deployment formats (the README's export matrix) and the precision each one carries.
 FORMATS = ("torchscript", "onnx", "onnx-tf", "savedmodel", "tflite", "tflite-fp16", "tflite-int8")
 PRECISION = {f: "fp32" for f in FORMATS} | {"tflite-fp16": "fp16", "tflite-int8": "int8"}
 # Where each format's artifact lives inside a variant folder (Triton's file names).
