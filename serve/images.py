@@ -1,7 +1,7 @@
 """An uploaded PNG or JPEG as one image under the contract: float32 [1, H, W, C], 0..255.
 
-The conversion is the training folder loader's (train/data.py: to grey "L" or "RGB",
-then a bilinear resize), so an upload is seen the way the training images were.
+The conversion is the training folder loader's (train.data.to_pixels: grey "L" or "RGB",
+bilinear resize), so an upload is seen the way the training images were.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from train.config import PIXEL_MAX
+from train.data import to_pixels
 
 FORMATS = ("PNG", "JPEG")
 # Checked from the header, before any pixel is decoded: a small file that inflates to
@@ -40,8 +41,7 @@ def decode(data: bytes, shape: tuple[int, int, int], invert: bool = False) -> np
                 raise ImageError(
                     f"image is {w}x{h} = {w * h} pixels, over the {MAX_PIXELS} limit", 413
                 )
-            im = im.convert("L" if channels == 1 else "RGB")
-            im = im.resize((width, height), Image.BILINEAR)
+            pixels = to_pixels(im, height, width, channels)[None]
     except UnidentifiedImageError:
         raise ImageError(f"not a {' or '.join(FORMATS)} image", 415) from None
     except Image.DecompressionBombError as e:
@@ -50,5 +50,4 @@ def decode(data: bytes, shape: tuple[int, int, int], invert: bool = False) -> np
         if isinstance(e, ImageError):
             raise
         raise ImageError(f"cannot decode the image: {e}") from None
-    pixels = np.asarray(im, np.float32).reshape(1, height, width, channels)
     return PIXEL_MAX - pixels if invert else pixels

@@ -70,6 +70,15 @@ def make_synthetic(
     return Dataset(images, labels.astype(np.int64), [f"class_{i}" for i in range(num_classes)])
 
 
+def to_pixels(im, height: int, width: int, channels: int) -> np.ndarray:
+    """One PIL image as float32 (H, W, C), 0..255: grey ("L") or RGB, bilinear resize.
+    The one conversion for training folders and served uploads alike."""
+    from PIL import Image
+
+    im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+    return np.asarray(im, dtype=np.float32).reshape(height, width, channels)
+
+
 def load_folder(root: str | Path, image_size: int, channels: int) -> Dataset:
     """A folder with one sub-folder per class of PNG/JPEG images, resized to image_size."""
     from PIL import Image, UnidentifiedImageError
@@ -90,17 +99,14 @@ def load_folder(root: str | Path, image_size: int, channels: int) -> Dataset:
             f"{root} has {len(files)} class sub-folder(s) with PNG/JPEG images; "
             "a classifier needs at least 2: put each class's images in its own sub-folder"
         )
-    mode = "L" if channels == 1 else "RGB"
     images, labels = [], []
     for label, name in enumerate(files):
         for path in files[name]:
             try:
                 with Image.open(path) as im:
-                    im = im.convert(mode).resize((image_size, image_size), Image.BILINEAR)
-                    pixels = np.asarray(im, dtype=np.float32)
+                    images.append(to_pixels(im, image_size, image_size, channels))
             except (UnidentifiedImageError, OSError, SyntaxError) as e:
                 raise DataError(f"cannot read image {path}: {e}; fix or remove the file") from e
-            images.append(pixels.reshape(image_size, image_size, channels))
             labels.append(label)
     return Dataset(np.stack(images), np.asarray(labels, np.int64), list(files))
 
