@@ -20,7 +20,7 @@ from serve import harness
 from train.config import MODEL_REPOSITORY, REPORTS, write_json_atomic
 
 
-def measure(model: harness.Model, batch: int, seconds: float) -> dict:
+def measure(model: harness.Backend, batch: int, seconds: float) -> dict:
     """Median per-call time of each, from calls interleaved one by one (order alternating),
     so load from anything else on the machine lands on both sides alike."""
     images = np.random.default_rng(0).uniform(0, 255, (batch, *model.input_shape))

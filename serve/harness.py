@@ -1,6 +1,6 @@
 """One inference contract over every runtime.
 
-A *runner* wraps one runtime and does only `run(images) -> logits`. `Model` wraps any
+A *runner* wraps one runtime and does only `run(images) -> logits`. `Backend` wraps any
 runner and owns the contract checks (input shape/dtype, output shape/dtype/finite),
 softmax and top-k, so those live in one place. Runners are found in a dict registry
 keyed by format; heavy runtimes are imported lazily by the runner that needs them.
@@ -107,7 +107,7 @@ RUNNERS: dict[str, Callable[..., object]] = {
 
 
 @dataclass
-class Model:
+class Backend:
     """Any runner behind the one contract. `predict` is the only way in."""
 
     name: str
@@ -175,8 +175,8 @@ def read_manifest(variant_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load(variant_dir: str | Path, threads: int = 0, verify: bool = True) -> Model:
-    """Build the Model of one variant folder; refuses files whose sha256 does not match."""
+def load(variant_dir: str | Path, threads: int = 0, verify: bool = True) -> Backend:
+    """Build the Backend of one variant folder; refuses files whose sha256 does not match."""
     variant_dir = Path(variant_dir)
     manifest = read_manifest(variant_dir)
     if verify:
@@ -188,7 +188,7 @@ def load(variant_dir: str | Path, threads: int = 0, verify: bool = True) -> Mode
         raise VariantError(f"{variant_dir}: unknown format {fmt!r}; known: {', '.join(RUNNERS)}")
     runner = RUNNERS[fmt](variant_dir / ARTIFACT_FILE[fmt], threads)
     shape = tuple(manifest["input"]["shape"][1:])
-    return Model(manifest["name"], runner, shape, list(manifest["labels"]), manifest)
+    return Backend(manifest["name"], runner, shape, list(manifest["labels"]), manifest)
 
 
 class TorchEagerRunner:
@@ -210,7 +210,7 @@ class KerasEagerRunner:
         return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)
 
 
-def eager(trainer: str, framework: str | None = None, checkpoints: Path | None = None) -> Model:
+def eager(trainer: str, framework: str | None = None, checkpoints: Path | None = None) -> Backend:
     """The trained model itself, in `framework` (default: the one it was trained in).
     The reference that every variant of `trainer` is compared with."""
     from train import checkpoint
@@ -226,7 +226,7 @@ def eager(trainer: str, framework: str | None = None, checkpoints: Path | None =
     spec = ckpt.spec
     shape = (spec.image_size, spec.image_size, spec.channels)
     name = f"{trainer}.eager-{framework}"
-    return Model(name, runner, shape, ckpt.labels, {"name": name, "trainer": trainer})
+    return Backend(name, runner, shape, ckpt.labels, {"name": name, "trainer": trainer})
 
 
 def variants(root: str | Path = MODEL_REPOSITORY) -> dict[str, Path]:

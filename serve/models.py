@@ -49,7 +49,7 @@ class Servable:
     path: Path
     stats: ModelStats = field(default_factory=ModelStats)
     manifest: dict | None = None
-    model: harness.Model | None = None
+    model: harness.Backend | None = None
     batcher: Batcher | None = None
     signature: v2.Signature | None = None
     state: str = LOADING
@@ -72,7 +72,7 @@ class Servable:
         }
 
 
-def check(model: harness.Model, manifest: dict, golden: Golden) -> str:
+def check(model: harness.Backend, manifest: dict, golden: Golden) -> str:
     """Empty when the model may serve, else why not."""
     profile = PRECISION[manifest["format"]]
     entry = golden.batch(manifest["trainer"])

@@ -129,7 +129,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, pr
     return {**out, "passed": not misses, "reason": "; ".join(misses)}
 
 
-def oracle_diff(path: Path, model: harness.Model, images: np.ndarray) -> float:
+def oracle_diff(path: Path, model: harness.Backend, images: np.ndarray) -> float:
     """onnxruntime vs onnx.reference.ReferenceEvaluator: an independent ONNX executor."""
     from onnx.reference import ReferenceEvaluator
 

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from serve import harness
 
 
-def onnx_model(tmp_path, op: str) -> harness.Model:
+def onnx_model(tmp_path, op: str) -> harness.Backend:
     """A real ONNX graph [N,4,4,1] -> [N,2] whose output `op` can make non-finite."""
     graph = helper.make_graph(
         [
@@ -32,7 +32,7 @@ def onnx_model(tmp_path, op: str) -> harness.Model:
     model.ir_version = 8
     path = tmp_path / f"{op}.onnx"
     onnx.save(model, path)
-    return harness.Model(op, harness.OnnxRunner(path), (4, 4, 1), ["a", "b"], {})
+    return harness.Backend(op, harness.OnnxRunner(path), (4, 4, 1), ["a", "b"], {})
 
 
 def test_predict_and_classify(tmp_path):
