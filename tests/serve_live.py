@@ -65,6 +65,13 @@ class Live:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
 
+    def __enter__(self) -> Live:
+        self.wait()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

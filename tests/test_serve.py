@@ -31,11 +31,8 @@ def root(serve_root):
 def live(root, tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "server.log"
     server = Live(root / "repo", "--golden", str(root / "golden.npz"), log=log)
-    try:
-        server.wait()
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -261,9 +258,7 @@ def test_unready_variant_is_refused_with_its_reason(root, tmp_path):
 def test_three_channel_variants(rgb_repo, tmp_path):
     """RGB 16x16: tensors and an uploaded colour image reach the model in NHWC order."""
     repo = subset(rgb_repo[1], tmp_path / "repo", ["torch.onnx", "torch.tflite"])
-    server = Live(repo, "--golden", "none", log=tmp_path / "server.log")
-    try:
-        server.wait()
+    with Live(repo, "--golden", "none", log=tmp_path / "server.log") as server:
         client = triton.InferenceServerClient(server.url.removeprefix("http://"))
         rng = np.random.default_rng(3)
         x = rng.uniform(0, 255, (5, 16, 16, 3)).astype(np.float32)
@@ -280,8 +275,6 @@ def test_three_channel_variants(rgb_repo, tmp_path):
             image = images.decode(buffer.getvalue(), (16, 16, 3))
             np.testing.assert_array_equal(image, x[:1].astype(np.uint8))
             assert tops[name] == model.classify(image, k=3)[0]
-    finally:
-        server.stop()
 
 
 def test_unload_and_load_again(client, local):

@@ -29,11 +29,8 @@ def live(serve_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("malformed")
     repo = subset(root / "repo", tmp / "repo", [MODEL, "torch.tflite-int8"])
     server = Live(repo, "--golden", "none", "--max-body-mb", str(LIMIT_MB), log=tmp / "log")
-    try:
-        server.wait()
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 def send(live, method: str, path: str, body: bytes = b"", headers: dict | None = None):

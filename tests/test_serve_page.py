@@ -43,11 +43,8 @@ def live(serve_root, tmp_path_factory):
         str(root / "golden.npz"),
         log=tmp / "log",
     )
-    try:
-        server.wait()
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
