@@ -1,8 +1,8 @@
-"""The export stage: every variant through its own runtime at every batch size, manifests,
-Triton configs, ONNX checks, atomic publishing under SIGKILL, and the CLI's errors.
+"""The export stage's artifacts: every variant through its own runtime at every batch
+size, manifests, Triton configs, ONNX checks (publishing and the CLI: test_export_publish.py).
 
-Real checkpoints (quick training, grey 8x8 digits and 3-channel 16x16 images), each
-exported once per module into tmp_path; no mocks.
+Real checkpoints (the `make train` digits models and quick 3-channel 16x16 models), each
+exported once per session (tests/conftest.py); no mocks.
 """
 
 from __future__ import annotations
