@@ -6,14 +6,13 @@ framework's model comes from exact weight transfer (train.checkpoint).
 
 from __future__ import annotations
 
-import json
 import shutil
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from train import checkpoint, data, record
+from train import checkpoint, data
 from train.checkpoint import Checkpoint
 from train.config import CNNSpec
 
@@ -59,20 +58,14 @@ class Source:
     @cached_property
     def calibration_images(self) -> np.ndarray:
         """The first training images of the data and split the checkpoint was trained on."""
-        recorded = json.loads((self.ckpt.run_dir / record.SPEC_FILE).read_text())
         spec = self.spec
-        splits = data.load(
-            recorded["data"],
-            spec.image_size,
-            spec.channels,
-            recorded["seed"],
-            num_classes=spec.num_classes,
-        )
+        splits = self.ckpt.splits()
         images = splits.train.images[:CALIBRATION_IMAGES]
         want = (spec.image_size, spec.image_size, spec.channels)
         if images.shape[1:] != want:
             raise data.DataError(
-                f"calibration data {recorded['data']!r} gives images of shape {images.shape[1:]}, "
+                f"calibration data {self.ckpt.recorded['data']!r} gives images of shape "
+                f"{images.shape[1:]}, "
                 f"but the {self.trainer} checkpoint expects {want}"
             )
         return images

@@ -80,14 +80,9 @@ class Row:
 
 def golden_set(trainer: str, checkpoints: Path, seed: int = 0) -> Golden:
     """The checkpoint's test split plus seeded random images of the same shape."""
-    import json
+    from train import checkpoint
 
-    from train import checkpoint, data
-
-    ckpt = checkpoint.find(trainer, checkpoints)
-    info = json.loads((ckpt.run_dir / "spec.json").read_text())
-    spec = ckpt.spec
-    splits = data.load(info["data"], spec.image_size, spec.channels, info["seed"])
+    splits = checkpoint.find(trainer, checkpoints).splits()
     rng = np.random.default_rng(seed)
     noise = rng.uniform(0, 255, (RANDOM_IMAGES, *splits.test.images.shape[1:]))
     images = np.concatenate([splits.test.images, noise.astype(np.float32)])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from export import repository
-from train import checkpoint, data, record
+from train import checkpoint
 from train.config import (
     ARTIFACT_FILE,
     FORMATS,
@@ -54,10 +54,7 @@ def reference(ckpt_root: Path, trainer: str) -> tuple[np.ndarray, np.ndarray]:
     """64 real test images and the logits of the eager model in the framework it was
     trained in, so cross-framework variants are held to the original."""
     ckpt = checkpoint.find(trainer, ckpt_root)
-    recorded = json.loads((ckpt.run_dir / record.SPEC_FILE).read_text())
-    spec = ckpt.spec
-    splits = data.load(recorded["data"], spec.image_size, spec.channels, recorded["seed"], n=400)
-    images = splits.test.images[: max(BATCHES)]
+    images = ckpt.splits().test.images[: max(BATCHES)]
     if ckpt.framework == "torch":
         import torch
 

@@ -55,3 +55,14 @@ def test_resume_continues_from_saved_epoch(tmp_path, trainer):
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(SystemExit, match="drop --resume"):
         quick(tmp_path, "torch", resume=True)
+
+
+def test_checkpoint_rebuilds_its_own_split(rgb_checkpoints):
+    """Export calibration and parity's golden set use the exact data a model was trained on,
+    synthetic settings included (400 images here, not the default 2000)."""
+    from train import checkpoint
+
+    out, _ = rgb_checkpoints
+    splits = checkpoint.find("torch", out).splits()
+    assert sum(len(s.labels) for s in (splits.train, splits.val, splits.test)) == 400
+    assert splits.test.images.shape[1:] == (16, 16, 3)

@@ -26,6 +26,14 @@ class Checkpoint:
     run_dir: Path
     spec: CNNSpec
     labels: list[str]
+    recorded: dict  # spec.json: the data source, seed and synthetic-data settings
+
+    def splits(self):
+        """The exact train/val/test split this checkpoint was trained on."""
+        from train import data
+
+        r, spec = self.recorded, self.spec
+        return data.load(r["data"], spec.image_size, spec.channels, r["seed"], **r["synthetic"])
 
     @property
     def weights(self) -> Path:
@@ -44,9 +52,10 @@ def find(trainer: str, root: Path = CHECKPOINTS) -> Checkpoint:
     spec_file = run_dir / record.SPEC_FILE
     ckpt = None
     if spec_file.exists():
-        spec = CNNSpec.from_dict(json.loads(spec_file.read_text())["spec"])
+        recorded = json.loads(spec_file.read_text())
+        spec = CNNSpec.from_dict(recorded["spec"])
         labels = (run_dir / record.LABELS_FILE).read_text().split("\n")[: spec.num_classes]
-        ckpt = Checkpoint(trainer, run_dir, spec, labels)
+        ckpt = Checkpoint(trainer, run_dir, spec, labels, recorded)
     if ckpt is None or not ckpt.weights.exists():
         raise CheckpointError(
             f"no {trainer} checkpoint in {run_dir}: run `make train` "

@@ -37,7 +37,14 @@ def start(cfg: TrainConfig, spec: CNNSpec, labels: list[str]) -> tuple[Path, lis
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         run_dir / SPEC_FILE,
-        {"trainer": cfg.trainer, "data": cfg.data, "seed": cfg.seed, "spec": spec.to_dict()},
+        {
+            "trainer": cfg.trainer,
+            "data": cfg.data,
+            "seed": cfg.seed,
+            # what data.load needs to rebuild the exact split (synthetic data only)
+            "synthetic": {"n": cfg.synthetic_samples, "num_classes": cfg.synthetic_classes},
+            "spec": spec.to_dict(),
+        },
     )
     tmp = run_dir / f".{LABELS_FILE}.tmp"
     tmp.write_text("\n".join(labels) + "\n")
