@@ -19,19 +19,15 @@ $(STAMP): pyproject.toml
 train: setup
 	$(PY) -m train $(ARGS)
 
-# One checkpoint per trainer (train.config.TRAINERS); `export` trains only those missing.
-# curves.png is written when a training run finishes, so a killed run does not count.
-TRAINED := $(foreach t,torch keras-fit keras-tape,artifacts/checkpoints/$(t)/curves.png)
-
-$(TRAINED): artifacts/checkpoints/%/curves.png: | setup
-	$(PY) -m train --trainer $*
-
-export: setup $(TRAINED)
+# Trains first the trainers without a finished run (a killed run does not count).
+export: setup
+	$(PY) -m train --skip-trained
 	$(PY) -m export $(ARGS)
 
-# Every variant against the eager model it came from; exits non-zero on any failure.
+# Every variant against the eager model it came from: pass / inconclusive / fail per row;
+# exits non-zero on any fail (ARGS=--strict: on inconclusive too).
 parity: setup
-	$(PY) -m serve.parity $(ARGS)
+	$(PY) -m harness.parity $(ARGS)
 
 # One server for every variant in the repository: KServe V2, TF Serving, upload, page at /.
 HOST ?= 127.0.0.1
@@ -43,7 +39,7 @@ serve: setup
 demo: setup
 	$(PY) -m train $(ARGS)
 	$(PY) -m export
-	$(PY) -m serve.parity
+	$(PY) -m harness.parity
 
 bench: setup
 	$(PY) -m benchmarks.harness_overhead $(ARGS)

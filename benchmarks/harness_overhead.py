@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serve import harness
+import harness
+from export import repository
 from train.config import MODEL_REPOSITORY, REPORTS, write_json_atomic
 
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds of calls per variant")
     parser.add_argument("--threads", type=int, default=1, help="runtime threads (0 = default)")
     args = parser.parse_args(argv)
-    found = harness.variants(args.repository)
+    found = repository.variants(args.repository)
     if not found:
         raise SystemExit(f"no variants in {args.repository}: run `make export` first")
     rows = []

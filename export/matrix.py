@@ -20,7 +20,6 @@ from export import repository, tf_formats, torch_formats
 from export.source import Source
 from train import checkpoint
 from train.config import (
-    ARTIFACT_FILE,
     FORMATS,
     INPUT_NAME,
     OUTPUT_NAME,
@@ -34,9 +33,11 @@ EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
     "onnx": torch_formats.onnx,
     "onnx-tf": tf_formats.onnx_tf,
     "savedmodel": tf_formats.savedmodel,
-    "tflite": partial(tf_formats.tflite, precision="fp32"),
-    "tflite-fp16": partial(tf_formats.tflite, precision="fp16"),
-    "tflite-int8": partial(tf_formats.tflite, precision="int8"),
+    **{
+        f: partial(tf_formats.tflite, precision=PRECISION[f])
+        for f in FORMATS
+        if f.startswith("tflite")
+    },
 }
 assert tuple(EXPORTERS) == FORMATS, "one exporter per format, in FORMATS order"
 
@@ -87,7 +88,8 @@ def manifest(source: Source, fmt: str, name: str, extra: dict) -> dict:
         "trainer": source.trainer,
         "format": fmt,
         "precision": PRECISION[fmt],
-        "artifact": ARTIFACT_FILE[fmt],
+        "artifact": repository.ARTIFACT_FILE[fmt],
+        "max_batch_size": repository.MAX_BATCH_SIZE,
         "input": {"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, side, side, spec.channels]},
         "output": {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, spec.num_classes]},
         "labels": list(ckpt.labels),
@@ -116,7 +118,7 @@ def export_variant(source: Source, fmt: str, out: Path) -> Result:
     name = variant_name(source.trainer, fmt)
     staged = repository.stage(out, name)
     try:
-        artifact = staged / ARTIFACT_FILE[fmt]
+        artifact = staged / repository.ARTIFACT_FILE[fmt]
         artifact.parent.mkdir(parents=True, exist_ok=True)
         extra = EXPORTERS[fmt](source, artifact)
         repository.write_metadata(staged, name, fmt, source.spec, source.ckpt.labels)

@@ -1,5 +1,8 @@
 """The model repository on disk: Triton's layout, one manifest per variant, atomic publishing.
 
+The only module that knows the layout: exporters write through it, and the harness, the
+parity gate and the server read through it.
+
 <root>/<variant>/config.pbtxt        (formats Triton serves)
 <root>/<variant>/labels.txt
 <root>/<variant>/manifest.json       (sha256 of every other file)
@@ -7,7 +10,7 @@
 
 A variant is built in a hidden sibling `.tmp-<variant>-<pid>` and renamed into place, so a
 reader sees a whole variant or none. Readers skip dot-folders; the next export cleans them.
-This module imports no ML framework: the serving harness calls `verify` before loading.
+This module imports no ML framework: the harness calls `verify` before loading.
 """
 
 from __future__ import annotations
@@ -18,11 +21,23 @@ import os
 import shutil
 from pathlib import Path
 
-from train.config import INPUT_NAME, MANIFEST_FILE, OUTPUT_NAME, CNNSpec
+from train.config import INPUT_NAME, LABELS_FILE, OUTPUT_NAME, CNNSpec
 
-LABELS_FILE = "labels.txt"
+MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.pbtxt"
+# The most images one request (and one dynamic batch) may carry: config.pbtxt's
+# max_batch_size, recorded in each manifest; the server batches up to it by default.
 MAX_BATCH_SIZE = 64
+# Where each format's artifact lives inside a variant folder (Triton's file names).
+ARTIFACT_FILE = {
+    "torchscript": "1/model.pt",
+    "onnx": "1/model.onnx",
+    "onnx-tf": "1/model.onnx",
+    "savedmodel": "1/model.savedmodel",
+    "tflite": "1/model.tflite",
+    "tflite-fp16": "1/model.tflite",
+    "tflite-int8": "1/model.tflite",
+}
 TMP_PREFIX = ".tmp-"  # a variant being built
 OLD_PREFIX = ".old-"  # the variant being replaced, between the two renames of `publish`
 # Triton backends for the formats it serves; TFLite variants get no config.pbtxt.
@@ -36,6 +51,29 @@ PLATFORM = {
 
 class IntegrityError(ValueError):
     """A variant whose files do not match its manifest: the message names the file."""
+
+
+def read_manifest(variant_dir: Path) -> dict:
+    """The manifest, unchecked (see `verify`); an error that says what to run if absent."""
+    path = Path(variant_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise IntegrityError(
+            f"{variant_dir} is not a model variant (no {MANIFEST_FILE}); run `make export`"
+        )
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise IntegrityError(f"{path}: unreadable manifest ({e}); re-run `make export`") from e
+
+
+def artifact(variant_dir: Path, manifest: dict) -> Path:
+    """The model file (or SavedModel folder) of a variant."""
+    return Path(variant_dir) / ARTIFACT_FILE[manifest["format"]]
+
+
+def max_batch_size(manifest: dict) -> int:
+    """config.pbtxt's max_batch_size as the manifest records it (older exports: the default)."""
+    return int(manifest.get("max_batch_size", MAX_BATCH_SIZE))
 
 
 def sha256_file(path: Path) -> str:
@@ -132,16 +170,17 @@ def verify(variant_dir: Path) -> dict:
     return manifest
 
 
-def variants(root: Path) -> list[Path]:
-    """The published variant folders under root (in-progress and stale dot-folders skipped)."""
+def variants(root: Path) -> dict[str, Path]:
+    """The published variant folders under root by name, sorted (in-progress and stale
+    dot-folders skipped)."""
     root = Path(root)
     if not root.is_dir():
-        return []
-    return sorted(
-        p
-        for p in root.iterdir()
+        return {}
+    return {
+        p.name: p
+        for p in sorted(root.iterdir())
         if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILE).is_file()
-    )
+    }
 
 
 def stage(root: Path, name: str) -> Path:
@@ -199,4 +238,5 @@ def _alive(pid: int) -> bool:
 
 
 def folder_size(path: Path) -> int:
+    """Bytes of every file below path: a variant's size on disk."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

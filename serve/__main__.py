@@ -16,14 +16,15 @@ from pathlib import Path
 # TensorFlow reads this once, at import (imported lazily by the SavedModel runner).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from serve import harness
+from export import repository
 from serve.server import ServeConfig, create_app
 
 HELP = {
     "repository": "model repository: one <trainer>.<format>/ folder per variant",
     "host": "address to bind; keep 127.0.0.1 unless the server should be reachable",
     "port": "TCP port",
-    "max_batch": "dynamic batching: most images per runtime call (1 turns batching off)",
+    "max_batch": "dynamic batching: most images per runtime call (1 turns batching off); "
+    "capped by each variant's config.pbtxt max_batch_size",
     "max_delay_ms": "dynamic batching: longest a request waits for others still arriving",
     "threads": "threads per runtime call (intra-op); 0 lets each runtime choose",
     "golden": "golden batch replayed at start-up (from `make parity`); 'none' skips it",
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     config = parse(argv)
-    if not harness.variants(config.repository):
+    if not repository.variants(config.repository):
         print(f"no variants in {config.repository}: run `make export` first", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,11 +1,13 @@
 """The variants one server holds: each loaded, proven before it serves, and batched.
 
-A variant serves only after a start-up check passes: it replays the golden batch that
+A variant serves only after a start-up check: it replays the golden batch that
 `make parity` saved (artifacts/reports/golden.npz) against the eager reference logits
-saved with it, under the variant's parity profile. Without a golden batch it checks the
-contract on a seeded batch and that batched rows equal one-at-a-time rows (dynamic
-batching relies on it). A variant that fails to load or check is UNAVAILABLE with the
-reason, and every request for it gets that reason with a 503.
+saved with it, and the parity gate's own verdict (harness/verdict.py) decides: fail ->
+UNAVAILABLE; inconclusive (too few labelled images to tell) -> it serves, and its
+metadata and ready answers say so. Without a golden batch it checks the contract on a
+seeded batch and that batched rows equal one-at-a-time rows (dynamic batching relies on
+it). A variant that fails to load or check is UNAVAILABLE with the reason, and every
+request for it gets that reason with a 503.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from export.repository import PLATFORM
-from serve import harness, parity, v2
+import harness
+from export import repository
+from harness.parity import GOLDEN_FILE
+from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge
+from serve import v2
 from serve.batching import Batcher
 from serve.metrics import ModelStats
 from train.config import PRECISION, REPORTS
 
-GOLDEN = REPORTS / parity.GOLDEN_FILE
+GOLDEN = REPORTS / GOLDEN_FILE
 SEEDED_IMAGES = 7  # an odd batch: a batch-dimension bug shows at N > 1
 LOADING, READY, UNAVAILABLE = "LOADING", "READY", "UNAVAILABLE"
 
@@ -54,6 +59,8 @@ class Servable:
     signature: v2.Signature | None = None
     state: str = LOADING
     reason: str = "loading"
+    parity: dict = field(default_factory=dict)  # the start-up check's verdict and reason
+    max_batch: int = repository.MAX_BATCH_SIZE  # what the batcher puts in one runtime call
 
     @property
     def ready(self) -> bool:
@@ -66,48 +73,55 @@ class Servable:
         return {
             "name": self.name,
             "versions": [v2.VERSION],
-            "platform": PLATFORM.get(m.get("format"), "tflite"),
+            "platform": repository.PLATFORM.get(m.get("format"), "tflite"),
             "inputs": [tensors["input"]],
             "outputs": [tensors["output"]],
+            "parity": self.parity,
         }
 
 
-def check(model: harness.Backend, manifest: dict, golden: Golden) -> str:
-    """Empty when the model may serve, else why not."""
+def check(model: harness.Backend, manifest: dict, golden: Golden) -> dict:
+    """The start-up check's verdict ({"verdict", "reason"}); a FAIL keeps it from serving."""
     profile = PRECISION[manifest["format"]]
     entry = golden.batch(manifest["trainer"])
     if entry is not None:
         images, labels, reference = entry
         if images.shape[1:] != model.input_shape:
-            return (
-                f"golden batch {golden.path} holds {list(images.shape[1:])} images, the model "
-                f"takes {list(model.input_shape)}: rerun `make parity` for this repository"
-            )
-        result = parity.compare(reference, model.predict(images), labels, profile)
-        if not result["passed"]:
-            return f"golden replay ({golden.path}, {profile} profile) failed: {result['reason']}"
-        return ""
+            return {
+                "verdict": FAIL,
+                "reason": f"golden batch {golden.path.name} holds {list(images.shape[1:])} "
+                f"images, the model takes {list(model.input_shape)}: rerun `make parity` "
+                "for this repository",
+            }
+        result = judge(reference, model.predict(images), labels, profile)
+        if result["verdict"] != PASS:
+            result["reason"] = f"golden replay ({profile} profile): {result['reason']}"
+        return {"verdict": result["verdict"], "reason": result["reason"]}
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (SEEDED_IMAGES, *model.input_shape)).astype(np.float32)
     batched = model.predict(images)
     single = np.concatenate([model.predict(images[i : i + 1]) for i in range(len(images))])
-    result = parity.compare(single, batched, np.full(len(images), -1), profile)
-    if not result["passed"]:
-        return f"a batch of {len(images)} differs from one image at a time: {result['reason']}"
-    return ""
+    result = judge(single, batched, np.full(len(images), -1), profile)
+    if result["verdict"] == FAIL:
+        return {
+            "verdict": FAIL,
+            "reason": f"a batch of {len(images)} differs from one image at a time: "
+            f"{result['reason']}",
+        }
+    return {"verdict": PASS, "reason": "no golden batch: contract and batching checked"}
 
 
 def load(servable: Servable, golden: Golden, threads: int, max_batch: int, delay: float) -> None:
     """Load and check one variant in place; never raises, the reason goes on the servable."""
     try:
-        servable.manifest = harness.read_manifest(servable.path)
+        servable.manifest = repository.read_manifest(servable.path)
         model = harness.load(servable.path, threads=threads)
-        reason = check(model, servable.manifest, golden)
+        servable.parity = check(model, servable.manifest, golden)
     except Exception as e:  # whatever stops a variant is its reason, not a crash
         servable.state, servable.reason = UNAVAILABLE, f"{type(e).__name__}: {e}"
         return
-    if reason:
-        servable.state, servable.reason = UNAVAILABLE, reason
+    if servable.parity["verdict"] == FAIL:
+        servable.state, servable.reason = UNAVAILABLE, servable.parity["reason"]
         return
     servable.model = model
     servable.signature = v2.Signature(
@@ -115,7 +129,14 @@ def load(servable: Servable, golden: Golden, threads: int, max_batch: int, delay
         servable.manifest["output"]["name"],
         tuple(model.labels),
     )
+    servable.max_batch = min(max_batch, repository.max_batch_size(servable.manifest))
     servable.batcher = Batcher(
-        servable.name, model.predict, max_batch, delay, on_batch=servable.stats.batch
+        servable.name, model.predict, servable.max_batch, delay, on_batch=servable.stats.batch
     )
     servable.state, servable.reason = READY, ""
+
+
+def inconclusive(servable: Servable) -> str:
+    """Why a serving variant's parity is unproven, or empty."""
+    verdict = servable.parity.get("verdict")
+    return servable.parity["reason"] if servable.ready and verdict == INCONCLUSIVE else ""

@@ -18,7 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from serve import harness, images, tfserving, v2
+import harness
+from serve import images, models, tfserving, v2
 from serve.metrics import render
 from serve.server import BodyTooLarge, Server
 
@@ -89,7 +90,13 @@ def v2_routes(app: FastAPI, server: Server) -> None:
     @app.get("/v2/health/ready")
     async def ready():
         reason = server.not_ready()
-        return error(503, reason) if reason else {"ready": True}
+        if reason:
+            return error(503, reason)
+        unproven = {s.name: models.inconclusive(s) for s in server.models.values()}
+        unproven = {name: why for name, why in unproven.items() if why}
+        # Inconclusive variants serve (too few labelled images to judge is no defect),
+        # and readiness says which and why.
+        return {"ready": True} | ({"parity_inconclusive": unproven} if unproven else {})
 
     @app.get("/v2")
     async def server_metadata():
@@ -110,13 +117,17 @@ def v2_routes(app: FastAPI, server: Server) -> None:
     async def model_ready(name: str, version: str | None = None):
         servable = server.get(name, version)
         body = {"name": name, "ready": servable.ready}
-        return body if servable.ready else JSONResponse(body | {"error": servable.reason}, 503)
+        if not servable.ready:
+            return JSONResponse(body | {"error": servable.reason}, 503)
+        why = models.inconclusive(servable)
+        return body | ({"parity": "inconclusive", "reason": why} if why else {})
 
     @app.get("/v2/models/{name}/config")
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_config(name: str, version: str | None = None):
         """This server's view in Triton's config shape: what it batches, and how."""
-        meta, c = server.get(name, version).metadata(), server.config
+        servable = server.get(name, version)
+        meta, c = servable.metadata(), server.config
 
         def tensor(spec: dict) -> dict:
             return {
@@ -128,7 +139,7 @@ def v2_routes(app: FastAPI, server: Server) -> None:
         return {
             "name": name,
             "platform": meta["platform"],
-            "max_batch_size": c.max_batch,
+            "max_batch_size": servable.max_batch,
             "input": [tensor(t) for t in meta["inputs"]],
             "output": [tensor(t) for t in meta["outputs"]],
             "dynamic_batching": {"max_queue_delay_microseconds": int(c.max_delay_ms * 1000)},

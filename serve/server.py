@@ -21,7 +21,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve import harness, models, v2
+import harness
+from export import repository
+from export.repository import MAX_BATCH_SIZE
+from serve import models, v2
 from serve.metrics import NO_MODEL, Collector, ModelStats, registry
 from train.config import MODEL_REPOSITORY
 
@@ -35,7 +38,7 @@ class ServeConfig:
     repository: Path = MODEL_REPOSITORY
     host: str = "127.0.0.1"
     port: int = 8000
-    max_batch: int = 64
+    max_batch: int = MAX_BATCH_SIZE  # capped by each variant's max_batch_size
     max_delay_ms: float = 2.0
     threads: int = 1
     golden: Path | None = models.GOLDEN
@@ -51,7 +54,7 @@ class Server:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        found = harness.variants(config.repository)
+        found = repository.variants(config.repository)
         self.models = {name: models.Servable(name, path) for name, path in found.items()}
         self.unknown = ModelStats()
         self.loaded = threading.Event()
@@ -76,7 +79,7 @@ class Server:
     def reload(self, name: str) -> models.Servable:
         """Load (again) one variant from the repository; it replaces the served one only
         if it passes its check. Blocking: call it from a thread."""
-        path = harness.variants(self.config.repository).get(name)
+        path = repository.variants(self.config.repository).get(name)
         if path is None:
             raise v2.ProtocolError(f"no variant {v2.shown(name)} in {self.config.repository}")
         old = self.models.get(name)

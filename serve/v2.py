@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.harness import top_k
+from harness import top_k
 from train.config import PIXEL_MAX
 
 VERSION = "1"  # every variant folder holds one version, `1/` (Triton layout)

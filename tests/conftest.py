@@ -66,7 +66,7 @@ def rgb_repo(rgb_checkpoints, tmp_path_factory):
 def serve_root(digits_repo, tmp_path_factory):
     """<root>/repo: the 21 digits variants; <root>/golden.npz: the parity stage's golden
     inputs and reference logits, which the server replays at start-up. Read-only."""
-    from serve import parity
+    from harness import parity
 
     checkpoints, repo = digits_repo
     root = tmp_path_factory.mktemp("serve")

@@ -107,7 +107,7 @@ def test_clean_stale_removes_dead_leftovers_and_restores_aside_variant(tmp_path)
         f".tmp-torch.savedmodel-{alive}",  # another export still running: left alone
         "torch.tflite",  # renamed aside by a killed export, put back
     ]
-    assert repository.variants(tmp_path) == []  # no manifest: not a variant
+    assert repository.variants(tmp_path) == {}  # no manifest: not a variant
 
 
 def test_subset_export_writes_exactly_one_variant(repos, tmp_path, capsys):

@@ -7,7 +7,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from serve import harness
+import harness
+from export import repository
+from harness.runners import OnnxRunner
 
 
 def onnx_model(tmp_path, op: str) -> harness.Backend:
@@ -32,7 +34,7 @@ def onnx_model(tmp_path, op: str) -> harness.Backend:
     model.ir_version = 8
     path = tmp_path / f"{op}.onnx"
     onnx.save(model, path)
-    return harness.Backend(op, harness.OnnxRunner(path), (4, 4, 1), ["a", "b"], {})
+    return harness.Backend(op, OnnxRunner(path), (4, 4, 1), ["a", "b"], {})
 
 
 def test_predict_and_classify(tmp_path):
@@ -71,4 +73,4 @@ def test_non_finite_output_is_caught(tmp_path):
 def test_not_a_variant(tmp_path):
     with pytest.raises(harness.VariantError, match="make export"):
         harness.load(tmp_path)
-    assert harness.variants(tmp_path / "missing") == {}
+    assert repository.variants(tmp_path / "missing") == {}

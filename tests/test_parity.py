@@ -11,8 +11,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from serve import harness, parity
-from train.config import FORMATS, MANIFEST_FILE, TRAINERS
+import harness
+from export.repository import MANIFEST_FILE
+from harness import parity
+from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES
+from train.config import FORMATS, PRECISION, TRAINERS
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +30,23 @@ def test_all_21_variants_pass(digits_result):
     rows = {v["name"]: v for v in result["variants"]}
     expected = {f"{t}.{f}" for t in TRAINERS for f in FORMATS}
     assert expected <= set(rows), f"missing variants: {expected - set(rows)}"
-    failed = {n: v["reason"] for n, v in rows.items() if not v["passed"]}
-    assert result["passed"] and not failed, failed
+    # The `make train` models are confident and the held-out set (val + test, 540 images) is
+    # large enough for a verdict, so every row passes, quantized ones included.
+    not_passed = {n: v["reason"] for n, v in rows.items() if v["verdict"] != PASS}
+    assert result["passed"] and not not_passed, not_passed
+    assert result["counts"] == {PASS: len(rows), INCONCLUSIVE: 0, FAIL: 0}
     for name in expected:
         v = rows[name]
-        assert v["top1_agreement"] >= 0.98 and v["accuracy"] >= 0.9, name
+        assert v["labelled_images"] == 540, name
         if v["profile"] == "fp32":
-            assert v["max_abs_diff"] <= 1e-4, name
+            assert v["max_abs_diff"] <= PROFILES["fp32"].max_abs_diff, name
+            assert v["top1_agreement"] == 1.0, name
+        else:
+            assert v["decisive_flips"] == 0, name
     for t in TRAINERS:  # the cross-framework rows: same weights, other framework
         assert any(v["trainer"] == t and v["profile"] == "transfer" for v in rows.values())
     for f in ("onnx", "onnx-tf"):
-        assert rows[f"torch.{f}"]["oracle_max_abs_diff"] <= 1e-4
+        assert rows[f"torch.{f}"]["oracle_max_abs_diff"] <= PROFILES["oracle"].max_abs_diff
     for name in ("parity.json", "parity.md", "parity.png", "golden.npz"):
         assert (reports / name).stat().st_size > 0
     assert json.loads((reports / "parity.json").read_text())["passed"] is True
@@ -49,7 +58,7 @@ def test_replay_matches(digits_repo, digits_result, tmp_path):
     _, reports = digits_result
     shutil.copy(reports / "golden.npz", tmp_path / "golden.npz")
     replayed = parity.run(repo, tmp_path / "no-checkpoints", tmp_path, replay=True)
-    assert replayed["passed"]
+    assert replayed["passed"] and replayed["counts"][PASS] == len(replayed["variants"])
     first = {v["name"]: v["max_abs_diff"] for v in digits_result[0]["variants"]}
     for v in replayed["variants"]:
         assert v["max_abs_diff"] == pytest.approx(first[v["name"]], abs=1e-7), v["name"]
@@ -87,9 +96,9 @@ def test_broken_variant_is_reported(digits_repo, tmp_path, capsys):
     )
     assert code == 1
     rows = {v["name"]: v for v in json.loads((reports / "parity.json").read_text())["variants"]}
-    assert rows["keras-fit.onnx"]["passed"]
+    assert rows["keras-fit.onnx"]["verdict"] == PASS
     bad = rows["torch.onnx"]
-    assert not bad["passed"] and bad["max_abs_diff"] > 1e-4
+    assert bad["verdict"] == FAIL and bad["max_abs_diff"] > PROFILES["fp32"].max_abs_diff
     assert "max abs diff" in bad["reason"]
     err = capsys.readouterr().err
     assert "FAILED torch.onnx" in err and "max abs diff" in err
@@ -107,49 +116,6 @@ def test_tampered_file_is_refused(digits_repo, tmp_path):
         harness.load(variant)
     result = parity.run(tmp_path / "repo", checkpoints, tmp_path / "reports")
     (row,) = result["variants"][:1]
-    assert not result["passed"] and not row["passed"] and "sha256" in row["reason"]
+    assert not result["passed"] and row["verdict"] == FAIL and "sha256" in row["reason"]
 
 
-def test_rgb_variants_pass(rgb_repo, tmp_path):
-    """3-channel images, where NHWC/NCHW and flatten-order bugs hide, in every format."""
-    checkpoints, repo = rgb_repo
-    result = parity.run(repo, checkpoints, tmp_path / "reports")
-    failed = {v["name"]: v["reason"] for v in result["variants"] if not v["passed"]}
-    assert result["passed"], failed
-    assert len([v for v in result["variants"] if v["format"] in FORMATS]) == 21
-
-
-# Each profile's thresholds, on hand-made logits: the gate's arithmetic can fail.
-REFERENCE = np.tile(np.linspace(-4, 4, 10, dtype=np.float32), (100, 1))
-LABELS = np.full(100, 9)
-
-
-def shifted(rows: int, delta: float = 0.0) -> np.ndarray:
-    out = REFERENCE + delta
-    out[:rows, 0] = 10.0  # these rows now pick class 0
-    return out
-
-
-@pytest.mark.parametrize(
-    "profile, candidate, passed",
-    [
-        ("fp32", REFERENCE + 5e-5, True),
-        ("fp32", REFERENCE + 2e-4, False),
-        ("fp32", shifted(1), False),
-        ("fp16", REFERENCE + 0.03, True),  # bound is 1e-2 x max|ref| = 0.04
-        ("fp16", REFERENCE + 0.05, False),
-        ("fp16", shifted(2), False),
-        ("int8", shifted(1, 0.3), True),
-        ("int8", shifted(2), False),  # 98% agreement, but a 2-point accuracy drop
-        ("int8", shifted(3), False),
-    ],
-)
-def test_profile_thresholds(profile, candidate, passed):
-    result = parity.compare(REFERENCE, candidate.astype(np.float32), LABELS, profile)
-    assert result["passed"] is passed, result
-    assert bool(result["reason"]) is not passed
-
-
-def test_shape_mismatch_fails():
-    result = parity.compare(REFERENCE, REFERENCE[:, :9], LABELS, "fp32")
-    assert not result["passed"] and "reference" in result["reason"]

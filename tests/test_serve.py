@@ -15,7 +15,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from serve_live import VARIANTS, Live, subset
 
-from serve import harness, images
+import harness
+from serve import images
 from train.data import load_digits
 
 pytestmark = pytest.mark.slow  # trains and exports a repository, starts servers

@@ -8,13 +8,14 @@ python -m train --data path/to/folder --image-size 32 --channels 3
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
 
-from train import data
-from train.config import TRAINERS, CNNSpec, TrainConfig
+from train import data, record
+from train.config import TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
 
 HELP = {
     "trainer": "which trainer to run, or all",
@@ -29,13 +30,14 @@ HELP = {
     "adam_eps": "Adam epsilon (set on both frameworks)",
     "seed": "seed for the split, the init, dropout and the batch order",
     "device": "auto (GPU when there is one), cpu or cuda",
-    "bf16": "torch on CUDA: bf16 autocast",
-    "channels_last": "torch on CUDA: channels_last memory format",
+    "bf16": "torch on CUDA only: bf16 autocast (refused elsewhere)",
+    "channels_last": "torch on CUDA only: channels_last memory format (refused elsewhere)",
     "resume": "continue from the checkpoint's last saved epoch",
     "stop_after": "stop once this many epochs are done, to --resume later (0 = run to --epochs)",
     "out": "checkpoint root; each trainer writes <out>/<trainer>/",
     "max_steps": "quick mode: at most this many steps per epoch (0 = all)",
     "quiet": "no progress bars or epoch lines",
+    "skip_trained": "skip trainers whose run in --out already finished (make export uses it)",
 }
 
 
@@ -64,22 +66,52 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
     return TrainConfig(**args), trainers
 
 
+# The registry: trainer name -> the module whose `train(cfg, splits, spec)` runs it.
+# Imported only when chosen: the torch trainer never pays for TensorFlow, nor the reverse.
+TRAINER_MODULES = {
+    "torch": "train.torch_loop",
+    "keras-fit": "train.keras_fit",
+    "keras-tape": "train.keras_tape",
+}
+assert tuple(TRAINER_MODULES) == TRAINERS, "one module per trainer, in TRAINERS order"
+# Flags only the torch trainer can honour (and it only on CUDA: train/torch_loop.py).
+TORCH_ONLY = ("bf16", "channels_last")
+
+
 def run(cfg: TrainConfig, trainer: str, splits: data.Splits) -> dict:
+    """Train one trainer; an unknown name is an error, never a silent default."""
+    if trainer not in TRAINER_MODULES:
+        raise ValueError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
     cfg.trainer = trainer
     spec = CNNSpec.for_data(
         splits.train.image_size, splits.train.channels, len(splits.train.class_names)
     )
-    if trainer == "torch":
-        from train import torch_loop
+    return importlib.import_module(TRAINER_MODULES[trainer]).train(cfg, splits, spec)
 
-        return torch_loop.train(cfg, splits, spec)
-    from train import keras_loop
 
-    return (keras_loop.fit if trainer == "keras-fit" else keras_loop.train)(cfg, splits, spec)
+def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:
+    """Why these flags cannot be honoured by these trainers; empty when they can."""
+    asked = ["--" + f.replace("_", "-") for f in TORCH_ONLY if getattr(cfg, f)]
+    others = [t for t in trainers if TRAINER_FRAMEWORK[t] != "torch"]
+    if asked and others:
+        return (
+            f"{' and '.join(asked)}: honoured by the torch trainer on CUDA only, not by "
+            f"{', '.join(others)}; pass --trainer torch or drop the flag"
+        )
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg, trainers = parse(argv)
+    refused = refused_flags(cfg, trainers)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    if cfg.skip_trained:
+        trainers = [t for t in trainers if not record.finished(Path(cfg.out) / t)]
+        if not trainers:
+            print(f"every trainer has a finished run in {cfg.out}; nothing to train")
+            return 0
     try:
         splits = data.load(
             cfg.data,

@@ -10,10 +10,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from train import record
-from train.config import CHECKPOINTS, TRAINERS, CNNSpec
-
-TORCH_TRAINERS = ("torch",)
+from train import data, record
+from train.config import (
+    CHECKPOINTS,
+    LABELS_FILE,
+    TRAINER_FRAMEWORK,
+    TRAINERS,
+    WEIGHTS_FILE,
+    CNNSpec,
+)
 
 
 class CheckpointError(FileNotFoundError):
@@ -28,21 +33,18 @@ class Checkpoint:
     labels: list[str]
     recorded: dict  # spec.json: the data source, seed and synthetic-data settings
 
-    def splits(self):
+    def splits(self) -> data.Splits:
         """The exact train/val/test split this checkpoint was trained on."""
-        from train import data
-
         r, spec = self.recorded, self.spec
         return data.load(r["data"], spec.image_size, spec.channels, r["seed"], **r["synthetic"])
 
     @property
-    def weights(self) -> Path:
-        name = "model.pt" if self.trainer in TORCH_TRAINERS else "model.keras"
-        return self.run_dir / name
+    def framework(self) -> str:
+        return TRAINER_FRAMEWORK[self.trainer]
 
     @property
-    def framework(self) -> str:
-        return "torch" if self.trainer in TORCH_TRAINERS else "keras"
+    def weights(self) -> Path:
+        return self.run_dir / WEIGHTS_FILE[self.framework]
 
 
 def find(trainer: str, root: Path = CHECKPOINTS) -> Checkpoint:
@@ -54,7 +56,7 @@ def find(trainer: str, root: Path = CHECKPOINTS) -> Checkpoint:
     if spec_file.exists():
         recorded = json.loads(spec_file.read_text())
         spec = CNNSpec.from_dict(recorded["spec"])
-        labels = (run_dir / record.LABELS_FILE).read_text().split("\n")[: spec.num_classes]
+        labels = (run_dir / LABELS_FILE).read_text().split("\n")[: spec.num_classes]
         ckpt = Checkpoint(trainer, run_dir, spec, labels, recorded)
     if ckpt is None or not ckpt.weights.exists():
         raise CheckpointError(

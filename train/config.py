@@ -10,7 +10,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-TRAINERS = ("torch", "keras-fit", "keras-tape")
+# Each trainer and the framework it trains in, which decides its weights file.
+TRAINER_FRAMEWORK = {"torch": "torch", "keras-fit": "keras", "keras-tape": "keras"}
+TRAINERS = tuple(TRAINER_FRAMEWORK)
+WEIGHTS_FILE = {"torch": "model.pt", "keras": "model.keras"}
+LABELS_FILE = "labels.txt"  # one class name per line, in a checkpoint and in a variant
 INPUT_NAME = "images"  # float32 [N, H, W, C], raw pixels 0..255
 OUTPUT_NAME = "logits"  # float32 [N, num_classes]
 PIXEL_MAX = 255.0
@@ -18,22 +22,11 @@ PIXEL_MAX = 255.0
 # Deployment formats (the README's export matrix) and the precision each one carries.
 FORMATS = ("torchscript", "onnx", "onnx-tf", "savedmodel", "tflite", "tflite-fp16", "tflite-int8")
 PRECISION = {f: "fp32" for f in FORMATS} | {"tflite-fp16": "fp16", "tflite-int8": "int8"}
-# Where each format's artifact lives inside a variant folder (Triton's file names).
-ARTIFACT_FILE = {
-    "torchscript": "1/model.pt",
-    "onnx": "1/model.onnx",
-    "onnx-tf": "1/model.onnx",
-    "savedmodel": "1/model.savedmodel",
-    "tflite": "1/model.tflite",
-    "tflite-fp16": "1/model.tflite",
-    "tflite-int8": "1/model.tflite",
-}
 
 ARTIFACTS = Path("artifacts")
 CHECKPOINTS = ARTIFACTS / "checkpoints"
 MODEL_REPOSITORY = ARTIFACTS / "model_repository"
 REPORTS = ARTIFACTS / "reports"
-MANIFEST_FILE = "manifest.json"
 
 
 def variant_name(trainer: str, fmt: str) -> str:
@@ -122,13 +115,14 @@ class TrainConfig:
     adam_eps: float = 1e-7  # Keras' default; torch's is 1e-8, so set both
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = False  # torch on CUDA only
-    channels_last: bool = False  # torch on CUDA only
+    bf16: bool = False  # torch on CUDA only; refused elsewhere
+    channels_last: bool = False  # torch on CUDA only; refused elsewhere
     resume: bool = False
     stop_after: int = 0  # >0: stop once this many epochs are done (resume later)
     out: Path = CHECKPOINTS
     max_steps: int = 0  # >0 stops each epoch early: the quick mode tests use
     quiet: bool = False
+    skip_trained: bool = False  # leave trainers whose run already finished alone
 
     def last_epoch(self) -> int:
         """Epochs this run trains up to: all of them, or --stop-after for a split job."""

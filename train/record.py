@@ -10,10 +10,9 @@ import json
 import time
 from pathlib import Path
 
-from train.config import CNNSpec, TrainConfig, write_json_atomic
+from train.config import LABELS_FILE, CNNSpec, TrainConfig, write_json_atomic
 
 SPEC_FILE = "spec.json"
-LABELS_FILE = "labels.txt"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 
@@ -50,6 +49,11 @@ def start(cfg: TrainConfig, spec: CNNSpec, labels: list[str]) -> tuple[Path, lis
     tmp.write_text("\n".join(labels) + "\n")
     tmp.replace(run_dir / LABELS_FILE)
     return run_dir, history
+
+
+def finished(run_dir: Path) -> bool:
+    """A run that reached its end: the curves are drawn last, so a killed run has none."""
+    return (Path(run_dir) / CURVES_FILE).is_file()
 
 
 def epoch_line(trainer: str, row: dict) -> str:

@@ -1,17 +1,19 @@
-"""Trainer `torch`: a manual PyTorch loop. Mirror image of train/keras_loop.py's tape loop."""
+"""Trainer `torch`: a manual PyTorch loop. Mirror image of train/keras_tape.py: the same
+functions, in the same order, with the same log line."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from train import data, record, torch_model
-from train.config import CNNSpec, TrainConfig
+from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
 
-WEIGHTS_FILE = "model.pt"
+WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["torch"]]
 
 
 def pick_device(requested: str) -> torch.device:
@@ -22,9 +24,20 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def check_flags(cfg: TrainConfig, device: torch.device) -> None:
+    """--bf16 and --channels-last are CUDA speed-ups; on the CPU they would be ignored."""
+    asked = [f for f, on in (("--bf16", cfg.bf16), ("--channels-last", cfg.channels_last)) if on]
+    if asked and device.type != "cuda":
+        raise SystemExit(
+            f"{' and '.join(asked)}: honoured on a CUDA GPU only, and this run is on {device}; "
+            "drop the flag or train with --device cuda"
+        )
+
+
 def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
+    check_flags(cfg, device)
     model = torch_model.build(spec, cfg.seed).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -35,7 +48,7 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     )
     run_dir, history = record.start(cfg, spec, splits.train.class_names)
     if history:
-        state = torch.load(run_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
+        state = torch.load(run_dir / WEIGHTS, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -60,7 +73,16 @@ def reseed(seed: int, epoch: int) -> None:
     torch.manual_seed(seed * 100_003 + epoch)
 
 
-def train_epoch(cfg, model, optimizer, scheduler, images, labels, epoch, device):
+def train_epoch(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epoch: int,
+    device: torch.device,
+) -> tuple[float, float, int]:
     model.train()
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
@@ -79,7 +101,14 @@ def train_epoch(cfg, model, optimizer, scheduler, images, labels, epoch, device)
     return total_loss.item() / seen, total_correct.item() / seen, seen
 
 
-def train_step(cfg, model, optimizer, images, labels, device):
+def train_step(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
     # NHWC input permuted to NCHW inside the model already has channels_last strides.
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         logits = model(images)
@@ -91,7 +120,13 @@ def train_step(cfg, model, optimizer, images, labels, device):
 
 
 @torch.no_grad()
-def evaluate(cfg, model, images, labels, device) -> tuple[float, float]:
+def evaluate(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+) -> tuple[float, float]:
     model.eval()
     logits = torch.cat([model(images[i : i + 1024]) for i in range(0, len(labels), 1024)])
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
@@ -105,12 +140,17 @@ def to_device(split: data.Dataset, device: torch.device) -> tuple[torch.Tensor, 
     )
 
 
-def save(run_dir, model, optimizer, scheduler) -> None:
-    tmp = run_dir / f".{WEIGHTS_FILE}.tmp"
+def save(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> None:
+    tmp = run_dir / f".{WEIGHTS}.tmp"
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
     }
     torch.save(state, tmp)
-    tmp.replace(run_dir / WEIGHTS_FILE)
+    tmp.replace(run_dir / WEIGHTS)

@@ -1,9 +1,12 @@
-"""Trainers `keras-tape` (a tf.GradientTape loop, mirror image of train/torch_loop.py)
-and `keras-fit` (model.fit over the same batches)."""
+"""Trainer `keras-tape`: a tf.GradientTape loop. Mirror image of train/torch_loop.py: the
+same functions, in the same order, with the same log line. `keras-fit` (train/keras_fit.py)
+shares `build`, `reseed`, `evaluate` and `save`, so only the loop differs."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,9 +14,9 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from train import data, keras_model, record
-from train.config import CNNSpec, TrainConfig
+from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
 
-WEIGHTS_FILE = "model.keras"
+WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["keras-tape"]]
 
 
 def pick_device(requested: str) -> str:
@@ -23,7 +26,9 @@ def pick_device(requested: str) -> str:
     return "/GPU:0" if gpus and requested != "cpu" else "/CPU:0"
 
 
-def build(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec):
+def build(
+    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec
+) -> tuple[keras.Model, Path, list[dict]]:
     """Model + optimiser + loss, compiled so that model.save keeps the optimiser state."""
     tf.config.experimental.enable_op_determinism()
     model = keras_model.build(spec, cfg.seed)
@@ -34,7 +39,7 @@ def build(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec):
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"])
     run_dir, history = record.start(cfg, spec, splits.train.class_names)
     if history:
-        model = keras.models.load_model(run_dir / WEIGHTS_FILE)
+        model = keras.models.load_model(run_dir / WEIGHTS)
     return model, run_dir, history
 
 
@@ -68,7 +73,9 @@ def reseed(model: keras.Model, seed: int, epoch: int) -> None:
         state.assign(np.array([seed * 100_003 + epoch * 101 + i, 0], dtype=state.dtype))
 
 
-def train_epoch(cfg, step_fn, split: data.Dataset, epoch: int):
+def train_epoch(
+    cfg: TrainConfig, step_fn: Callable, split: data.Dataset, epoch: int
+) -> tuple[float, float, int]:
     total_loss = 0.0
     total_correct = 0
     seen = 0
@@ -84,7 +91,7 @@ def train_epoch(cfg, step_fn, split: data.Dataset, epoch: int):
     return total_loss / seen, total_correct / seen, seen
 
 
-def train_step(model: keras.Model, images, labels):
+def train_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tuple:
     with tf.GradientTape() as tape:
         logits = model(images, training=True)
         loss = model.loss(labels, logits)
@@ -104,75 +111,7 @@ def evaluate(model: keras.Model, split: data.Dataset) -> tuple[float, float]:
     return loss, float((logits.argmax(1) == split.labels).mean())
 
 
-def save(run_dir, model: keras.Model) -> None:
-    tmp = run_dir / f"tmp-{WEIGHTS_FILE}"  # Keras insists on the .keras suffix
+def save(run_dir: Path, model: keras.Model) -> None:
+    tmp = run_dir / f"tmp-{WEIGHTS}"  # Keras insists on the .keras suffix
     model.save(tmp)
-    tmp.replace(run_dir / WEIGHTS_FILE)
-
-
-class EpochBatches(keras.utils.PyDataset):
-    """The same shuffled batches as the loops (data.batches), one epoch at a time."""
-
-    def __init__(self, cfg: TrainConfig, split: data.Dataset) -> None:
-        super().__init__()
-        self.cfg, self.split = cfg, split
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by EndEpoch.on_epoch_begin: Keras' own on_epoch_end count is off by one
-        (it also fires after peeking at the first batch)."""
-        order = data.batches(len(self.split.labels), self.cfg.batch_size, self.cfg.seed, epoch)
-        self.order = order[: self.cfg.max_steps] if self.cfg.max_steps else order
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, i: int):
-        idx = self.order[i]
-        return self.split.images[idx], self.split.labels[idx]
-
-
-class EndEpoch(keras.callbacks.Callback):
-    """Log, record and checkpoint after each epoch exactly as the loops do."""
-
-    def __init__(self, cfg, history, run_dir, split: data.Dataset, batches: EpochBatches):
-        super().__init__()
-        self.cfg, self.history, self.run_dir = cfg, history, run_dir
-        self.split, self.batches = split, batches
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-        reseed(self.model, self.cfg.seed, epoch)
-        self.batches.set_epoch(epoch)
-        desc = f"[{self.cfg.trainer}] epoch {epoch + 1}"
-        self.bar = tqdm(total=len(self.batches), desc=desc, disable=self.cfg.quiet)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(1)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.close()
-        seen = sum(len(i) for i in self.batches.order)
-        val = evaluate(self.model, self.split)
-        record.end_epoch(
-            self.cfg, self.history, epoch, logs["loss"], logs["accuracy"], val, seen, self.started
-        )
-        save(self.run_dir, self.model)
-
-
-def fit(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
-    keras.utils.set_random_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    with tf.device(device):
-        model, run_dir, history = build(cfg, splits, spec)
-        batches = EpochBatches(cfg, splits.train)
-        model.fit(
-            batches,
-            epochs=cfg.last_epoch(),
-            initial_epoch=len(history),
-            callbacks=[EndEpoch(cfg, history, run_dir, splits.val, batches)],
-            shuffle=False,  # EpochBatches already shuffles, by (seed, epoch)
-            verbose=0,  # EndEpoch draws the same tqdm bar and log line as the loops
-        )
-        test = evaluate(model, splits.test)
-    return record.finish(cfg, history, test, device)
+    tmp.replace(run_dir / WEIGHTS)

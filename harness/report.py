@@ -5,9 +5,20 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from harness.verdict import FAIL, INCONCLUSIVE, PASS, VERDICTS
 from train.config import FORMATS, TRAINERS, write_json_atomic
 
-COLUMNS = ("variant", "profile", "max abs diff", "top-1 agree", "accuracy", "Δ acc", "size", "pass")
+COLUMNS = (
+    "variant",
+    "profile",
+    "max abs diff",
+    "top-1 agree",
+    "accuracy",
+    "Δ acc",
+    "size",
+    "verdict",
+)
+SHOWN = {PASS: "pass", INCONCLUSIVE: "*inconclusive*", FAIL: "**FAIL**"}
 
 
 def fmt_size(n: int) -> str:
@@ -29,7 +40,7 @@ def table(result: dict) -> str:
             fmt_num(v["accuracy"], ".2%"),
             fmt_num(v["accuracy_delta"], "+.2%"),
             fmt_size(v["size_bytes"]),
-            "pass" if v["passed"] else f"**FAIL**: {v['reason']}",
+            SHOWN[v["verdict"]] + (f": {v['reason']}" if v["reason"] else ""),
         )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -38,8 +49,15 @@ def table(result: dict) -> str:
 def write(result: dict, reports: Path) -> None:
     reports.mkdir(parents=True, exist_ok=True)
     write_json_atomic(reports / "parity.json", result)
-    status = "all passed" if result["passed"] else "FAILED"
-    text = f"# Parity report: {status}\n\nEvery variant against the eager model it came from.\n\n"
+    tally = result["counts"]
+    status = "FAILED" if tally[FAIL] else "inconclusive rows" if tally[INCONCLUSIVE] else "passed"
+    text = (
+        f"# Parity report: {status}\n\nEvery variant against the eager model it came from: "
+        + ", ".join(f"{tally[v]} {v}" for v in VERDICTS)
+        + ".\n\nQuantized rows are judged on the labelled held-out images (flips between "
+        "near-tied classes forgiven, allowances at 95% confidence) and bounded on the noise "
+        "images; *inconclusive* means too few labelled images to tell (see README, Parity).\n\n"
+    )
     text += table(result) + "\n\n![max abs logit diff by trainer and format](parity.png)\n"
     tmp = reports / ".parity.md.tmp"
     tmp.write_text(text)
@@ -60,13 +78,15 @@ def plot(result: dict, path: Path) -> None:
     present = {v["trainer"] for v in rows}
     trainers = [t for t in TRAINERS if t in present]
     grid = np.full((len(trainers), len(FORMATS)), np.nan)
-    failed, exact = [], []
+    failed, unsure, exact = [], [], []
     for v in rows:
         i, j = trainers.index(v["trainer"]), FORMATS.index(v["format"])
         d = v["max_abs_diff"]
         grid[i, j] = np.log10(max(d, 1e-9)) if d is not None and not math.isnan(d) else np.nan
-        if not v["passed"]:
+        if v["verdict"] == FAIL:
             failed.append((i, j))
+        elif v["verdict"] == INCONCLUSIVE:
+            unsure.append((i, j))
         if d == 0.0:
             exact.append((i, j))
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * len(trainers)))
@@ -77,7 +97,7 @@ def plot(result: dict, path: Path) -> None:
         for j in range(len(FORMATS)):
             if not np.isnan(grid[i, j]):
                 mark = f"{10 ** grid[i, j]:.0e}" if (i, j) not in exact else "0"
-                mark = "FAIL" if (i, j) in failed else mark
+                mark = "FAIL" if (i, j) in failed else mark + "?" if (i, j) in unsure else mark
                 colour = "black" if grid[i, j] > -3 else "white"
                 ax.text(j, i, mark, ha="center", va="center", color=colour, fontsize=9)
     fig.colorbar(im, ax=ax, label="log10 max abs logit diff")
