@@ -148,3 +148,7 @@ def test_every_section_with_code_shows_both_frameworks() -> None:
     for name, code in sections.items():
         assert "import torch" in code, f"{name}: no PyTorch snippet"
         assert re.search(r"import (tensorflow|keras)", code), f"{name}: no TensorFlow snippet"
+
+
+def test_readme_links_the_document() -> None:
+    assert "(docs/concepts.md)" in (ROOT / "README.md").read_text()
