@@ -8,7 +8,7 @@ import difflib
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -116,6 +116,14 @@ def test_checker_reports_a_wrong_output() -> None:
     assert problem is not None
     assert "-3" in problem and "+2" in problem, problem
     assert mismatch(right[0], "<right>") is None
+
+
+def test_checker_reports_a_wrong_output_in_the_document() -> None:
+    (snippet,) = [s for s in SNIPPETS if s.id == "autograd-1"]
+    assert "11.0 7.0" in snippet.expected
+    altered = replace(snippet, expected=snippet.expected.replace("11.0 7.0", "11.0 8.0"))
+    problem = mismatch(altered, str(DOC))
+    assert problem is not None and "-11.0 8.0" in problem and "+11.0 7.0" in problem, problem
 
 
 def test_checker_reports_an_extra_line() -> None:
