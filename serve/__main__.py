@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from export import repository
+from serve.connections import guarded
 from serve.server import ServeConfig, create_app
 
 HELP = {
@@ -29,6 +30,13 @@ HELP = {
     "threads": "threads per runtime call (intra-op); 0 lets each runtime choose",
     "golden": "golden batch replayed at start-up (from `make parity`); 'none' skips it",
     "max_body_mb": "largest request body accepted, in MiB (413 above it)",
+    "max_inflight_mb": "request bodies held at once, server-wide, in MiB (503 above it)",
+    "max_queue": "requests waiting per model (503 with Retry-After above it)",
+    "header_timeout_s": "seconds a client has to send a request's headers",
+    "body_timeout_s": "seconds a client has to send a request's body (408 after)",
+    "keepalive_timeout_s": "seconds an idle kept-alive connection stays open",
+    "max_connections": "open connections at once; more are closed on arrival",
+    "shutdown_grace_s": "seconds requests in flight get to finish after SIGTERM",
 }
 
 
@@ -55,14 +63,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no variants in {config.repository}: run `make export` first", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    raise_file_limit(config.max_connections)
     uvicorn.run(
         create_app(config),
         host=config.host,
         port=config.port,
+        http=guarded(config.header_timeout_s, config.max_connections),
+        timeout_keep_alive=config.keepalive_timeout_s,
+        timeout_graceful_shutdown=config.shutdown_grace_s,
+        limit_concurrency=config.max_connections,
         access_log=False,  # a log line per request would cost more than the inference
         log_level="info",
     )
     return 0
+
+
+def raise_file_limit(connections: int) -> None:
+    """Room for `connections` sockets plus the runtimes' own files, within the hard limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        top = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from export import repository
 from harness.parity import GOLDEN_FILE
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge
 from serve import v2
-from serve.batching import Batcher
+from serve.batching import MAX_QUEUE, Batcher
 from serve.metrics import ModelStats
 from train.config import PRECISION, REPORTS
 
@@ -111,7 +111,14 @@ def check(model: harness.Backend, manifest: dict, golden: Golden) -> dict:
     return {"verdict": PASS, "reason": "no golden batch: contract and batching checked"}
 
 
-def load(servable: Servable, golden: Golden, threads: int, max_batch: int, delay: float) -> None:
+def load(
+    servable: Servable,
+    golden: Golden,
+    threads: int,
+    max_batch: int,
+    delay: float,
+    max_queue: int = MAX_QUEUE,
+) -> None:
     """Load and check one variant in place; never raises, the reason goes on the servable."""
     try:
         servable.manifest = repository.read_manifest(servable.path)
@@ -131,7 +138,12 @@ def load(servable: Servable, golden: Golden, threads: int, max_batch: int, delay
     )
     servable.max_batch = min(max_batch, repository.max_batch_size(servable.manifest))
     servable.batcher = Batcher(
-        servable.name, model.predict, servable.max_batch, delay, on_batch=servable.stats.batch
+        servable.name,
+        model.predict,
+        servable.max_batch,
+        delay,
+        on_batch=servable.stats.batch,
+        max_queue=max_queue,
     )
     servable.state, servable.reason = READY, ""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -17,18 +18,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 import harness
 from serve import images, models, tfserving, v2
+from serve.batching import QueueFull
 from serve.metrics import render
-from serve.server import BodyTooLarge, Server
+from serve.server import RETRY_AFTER_S, BodyTimeout, BodyTooLarge, Server
+
+log = logging.getLogger("serve")
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_TOP_K = 10
 
 
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def control_app(server: Server) -> FastAPI:
@@ -67,6 +73,20 @@ def handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, e: BodyTooLarge):
         return error(413, str(e))
+
+    @app.exception_handler(BodyTimeout)
+    async def too_slow(request: Request, e: BodyTimeout):
+        return JSONResponse({"error": str(e)}, 408, headers={"Connection": "close"})
+
+    @app.exception_handler(QueueFull)
+    async def busy(request: Request, e: QueueFull):
+        return error(503, f"model busy: {e}; retry")
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, e: ClientDisconnect):
+        # Nobody is left to answer; one line, not a traceback per dropped client.
+        log.info("client went away during %s %s", request.method, v2.shown(request.url.path))
+        return Response(status_code=499)
 
     @app.exception_handler(HTTPException)
     async def http(request: Request, e: HTTPException):
@@ -199,11 +219,15 @@ def tf_routes(app: FastAPI, server: Server) -> None:
         try:
             servable = server.serving(name, version)
             stats = servable.stats
-            batch, key = tfserving.parse_predict(
-                await request.body(), servable.signature.input_name
+            body = await request.body()
+            batch, key = await server.offload(
+                len(body), tfserving.parse_predict, body, servable.signature.input_name, json=True
             )
             logits = await servable.batcher.infer(servable.model.check_input(batch))
-            return {key: logits.tolist()}
+            payload = await server.offload(
+                logits.nbytes * 4, tfserving.encode, key, logits, json=True
+            )
+            return Response(payload, media_type="application/json")
         except Exception as e:
             status = getattr(e, "status", 400 if isinstance(e, ValueError) else 500)
             raise

@@ -12,6 +12,8 @@ directly rather than a dict keyed by output name; so does this.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from serve import v2
@@ -50,6 +52,11 @@ def _named(value: dict, input_name: str, what: str) -> object:
             f"{what} names {sorted(value)!r:.80}; the model has one input {input_name!r}"
         )
     return value[input_name]
+
+
+def encode(key: str, logits: np.ndarray) -> bytes:
+    """The predict answer, {"predictions" | "outputs": [[logits], ...]}, as JSON bytes."""
+    return json.dumps({key: logits.tolist()}).encode()
 
 
 def status(ready: bool, reason: str) -> dict:

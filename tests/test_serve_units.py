@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
 from tritonclient.http import InferResult
 
 from serve import models, v2
-from serve.batching import Batcher
+from serve.batching import Batcher, QueueFull
 
 SIG = v2.Signature("images", "logits", tuple("abc"))
 
@@ -86,11 +87,56 @@ def test_batcher_merges_and_slices():
     assert [a.ravel().tolist() for a in answers] == [[0.0], [2.0, 2.0], [4.0] * 3, [6.0]]
 
 
-def test_batcher_respects_max_batch_and_runs_oversized_requests_alone():
-    _, seen = run_batches(4, 0.0, [3, 2, 9, 1])
-    assert seen == [3, 2, 9, 1]
+def test_batcher_respects_max_batch_and_splits_oversized_requests():
+    answers, seen = run_batches(4, 0.0, [3, 2, 9, 1])
+    assert seen == [3, 2, 4, 4, 2], "9 rows ran as 4 + 4 + 1, the last 1 beside the next request"
+    assert answers[2].ravel().tolist() == [4.0] * 9
     _, seen = run_batches(4, 0.0, [1, 1, 1, 1, 1, 1])
     assert seen == [4, 2]
+
+
+def test_where_a_call_runs_is_decided_by_its_size():
+    """Unknown cost: the worker thread. Then small calls on the loop, large ones off it."""
+    threads = []
+
+    def run(images):
+        threads.append((len(images), threading.current_thread().name.startswith("batch-")))
+        until = time.perf_counter() + len(images) * 2e-5  # 20 us per image: 64 take 1.3 ms
+        while time.perf_counter() < until:
+            pass
+        return images.reshape(len(images), -1)[:, :1]
+
+    async def main():
+        batcher = Batcher("t", run, 64, 0.0)
+        for n in (1, 1, 64, 2):
+            await batcher.infer(np.zeros((n, 1, 1, 1), np.float32))
+        batcher.close()
+
+    asyncio.run(main())
+    assert threads == [(1, True), (1, False), (64, True), (2, False)]
+
+
+def test_a_full_queue_refuses_and_a_closed_batcher_still_answers():
+    release = threading.Event()
+
+    def run(images):
+        release.wait(5)
+        return images.reshape(len(images), -1)[:, :1]
+
+    async def main():
+        batcher = Batcher("t", run, 8, 0.0, max_queue=2)
+        x = np.ones((1, 1, 1, 1), np.float32)
+        first, second = (asyncio.create_task(batcher.infer(x)) for _ in range(2))
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFull):
+            await batcher.infer(x)
+        batcher.close()  # a reload: what is queued is still answered
+        release.set()
+        answered = await asyncio.gather(first, second)
+        late = await batcher.infer(x)  # a request that still held the old batcher
+        return [*answered, late]
+
+    assert [a.tolist() for a in asyncio.run(main())] == [[[1.0]]] * 3
 
 
 def test_max_delay_waits_only_for_requests_being_received():
