@@ -2,6 +2,7 @@
 
 python -m serve                                   # artifacts/model_repository on 127.0.0.1:8000
 python -m serve --repository /tmp/repo --port 8080 --max-batch 64 --max-delay-ms 2
+TANDEM_CONTROL_TOKEN=... python -m serve --model-control explicit   # load/unload allowed
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from export import repository
+from serve import control
 from serve.server import ServeConfig, create_app
 
 HELP = {
@@ -29,7 +31,18 @@ HELP = {
     "threads": "threads per runtime call (intra-op); 0 lets each runtime choose",
     "golden": "golden batch replayed at start-up (from `make parity`); 'none' skips it",
     "max_body_mb": "largest request body accepted, in MiB (413 above it)",
+    "model_control": "'explicit' lets clients holding the control token load and unload "
+    "models (POST /v2/repository/models/<m>/load|unload); 'none' answers them 403",
+    "control_token": "bearer token for --model-control explicit; prefer the environment "
+    "variable, since a command line shows in the process list",
 }
+CHOICES = {"model_control": control.MODES}
+# Shown instead of the default: --help must never print a secret.
+SHOWN = {"control_token": f"${control.TOKEN_ENV}"}
+
+
+def path_or_none(value: str) -> Path | None:
+    return None if value == "none" else Path(value)
 
 
 def parse(argv: list[str] | None = None) -> ServeConfig:
@@ -37,14 +50,24 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
     defaults = ServeConfig()
     for f in fields(ServeConfig):
         default = getattr(defaults, f.name)
-        kind = Path if f.name in ("repository", "golden") else type(default)
+        kind = str if default is None else type(default)  # None: a secret, read as text
+        if f.name in ("repository", "golden"):
+            kind = path_or_none
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=(lambda v: None if v == "none" else Path(v)) if kind is Path else kind,
+            type=kind,
             default=default,
-            help=f"{HELP[f.name]} (default: {default})",
+            choices=CHOICES.get(f.name),
+            help=f"{HELP[f.name]} (default: {SHOWN.get(f.name, default)})",
         )
-    return ServeConfig(**vars(parser.parse_args(argv)))
+    args = vars(parser.parse_args(argv))
+    if args["model_control"] == "explicit" and args["control_token"] is None:
+        args["control_token"] = os.environ.get(control.TOKEN_ENV) or None
+    try:
+        control.check(args["model_control"], args["control_token"])
+    except ValueError as e:
+        parser.error(str(e))
+    return ServeConfig(**args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,8 @@ PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_TOP_K = 10
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def control_app(server: Server) -> FastAPI:
@@ -50,7 +50,7 @@ def control_app(server: Server) -> FastAPI:
 def handlers(app: FastAPI) -> None:
     @app.exception_handler(v2.ProtocolError)
     async def protocol(request: Request, e: v2.ProtocolError):
-        return error(e.status, str(e))
+        return error(e.status, str(e), getattr(e, "headers", None))
 
     @app.exception_handler(harness.ContractError)
     async def contract(request: Request, e: harness.ContractError):
@@ -163,15 +163,19 @@ def v2_routes(app: FastAPI, server: Server) -> None:
         ]
         return rows
 
+    # Off unless started with --model-control explicit; then token, Host and Origin
+    # are checked before the name is even looked at (serve/control.py).
     @app.post("/v2/repository/models/{name}/load")
-    async def load(name: str):
+    async def load(request: Request, name: str):
+        server.model_control.authorize(request.headers)
         fresh = await run_in_threadpool(server.reload, name)
         if not fresh.ready:
             raise v2.ProtocolError(f"model {name} failed to load: {fresh.reason}")
         return {}
 
     @app.post("/v2/repository/models/{name}/unload")
-    async def unload(name: str):
+    async def unload(request: Request, name: str):
+        server.model_control.authorize(request.headers)
         server.unload(name)
         return {}
 

@@ -18,13 +18,14 @@ import logging
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import harness
 from export import repository
 from export.repository import MAX_BATCH_SIZE
 from serve import models, v2
+from serve.control import ModelControl
 from serve.metrics import NO_MODEL, Collector, ModelStats, registry
 from train.config import MODEL_REPOSITORY
 
@@ -43,6 +44,8 @@ class ServeConfig:
     threads: int = 1
     golden: Path | None = models.GOLDEN
     max_body_mb: float = 16.0
+    model_control: str = "none"  # "explicit": load/unload with the token (serve/control.py)
+    control_token: str | None = field(default=None, repr=False)  # a secret: never printed
 
     @property
     def max_body(self) -> int:
@@ -54,6 +57,9 @@ class Server:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
+        self.model_control = ModelControl(
+            config.model_control, config.control_token, config.host, config.port
+        )
         found = repository.variants(config.repository)
         self.models = {name: models.Servable(name, path) for name, path in found.items()}
         self.unknown = ModelStats()
