@@ -17,8 +17,7 @@ from pathlib import Path
 # TensorFlow reads this once, at import (imported lazily by the SavedModel runner).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from export import repository
-from serve import control
+from serve import catalog, control
 from serve.server import ServeConfig, create_app
 
 HELP = {
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     config = parse(argv)
-    if not repository.variants(config.repository):
+    if not catalog.scan(config.repository):
         print(f"no variants in {config.repository}: run `make export` first", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

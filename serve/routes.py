@@ -40,14 +40,14 @@ def control_app(server: Server) -> FastAPI:
         server.close()
 
     app = FastAPI(title="tandem", lifespan=lifespan, docs_url="/docs", redoc_url=None)
-    handlers(app)
+    handlers(app, server)
     v2_routes(app, server)
     tf_routes(app, server)
     people_routes(app, server)
     return app
 
 
-def handlers(app: FastAPI) -> None:
+def handlers(app: FastAPI, server: Server) -> None:
     @app.exception_handler(v2.ProtocolError)
     async def protocol(request: Request, e: v2.ProtocolError):
         return error(e.status, str(e), getattr(e, "headers", None))
@@ -58,7 +58,7 @@ def handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, e: Exception):
-        return error(500, f"{type(e).__name__}: {e}")
+        return error(500, server.public(f"{type(e).__name__}: {e}"))
 
     @app.exception_handler(images.ImageError)
     async def image(request: Request, e: images.ImageError):

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import harness
-from export import repository
 from export.repository import MAX_BATCH_SIZE
-from serve import models, v2
+from serve import catalog, models, v2
 from serve.control import ModelControl
 from serve.metrics import NO_MODEL, Collector, ModelStats, registry
 from train.config import MODEL_REPOSITORY
@@ -60,8 +59,13 @@ class Server:
         self.model_control = ModelControl(
             config.model_control, config.control_token, config.host, config.port
         )
-        found = repository.variants(config.repository)
-        self.models = {name: models.Servable(name, path) for name, path in found.items()}
+        self.root = config.repository.absolute()
+        self.models = {}
+        for name, why in catalog.scan(self.root).items():
+            self.models[name] = models.Servable(name, self.root / name)
+            if why:  # listed with its reason, said once, never loaded
+                self.models[name].state, self.models[name].reason = models.UNAVAILABLE, why
+                log.warning("refused %s: %s", v2.shown(name), why)
         self.unknown = ModelStats()
         self.loaded = threading.Event()
         self.metrics = registry(
@@ -75,6 +79,8 @@ class Server:
         golden = models.Golden(self.config.golden)
         delay = self.config.max_delay_ms / 1000
         for servable in self.models.values():
+            if servable.state != models.LOADING:
+                continue  # refused by the scan, already said why
             models.load(servable, golden, self.config.threads, self.config.max_batch, delay)
             if servable.ready:
                 log.info("%s ready", servable.name)
@@ -85,11 +91,14 @@ class Server:
     def reload(self, name: str) -> models.Servable:
         """Load (again) one variant from the repository; it replaces the served one only
         if it passes its check. Blocking: call it from a thread."""
-        path = repository.variants(self.config.repository).get(name)
-        if path is None:
-            raise v2.ProtocolError(f"no variant {v2.shown(name)} in {self.config.repository}")
+        why = catalog.refusal(self.root, name)
+        if why is None:
+            raise v2.ProtocolError(f"no variant {v2.shown(name)} in the model repository")
         old = self.models.get(name)
-        fresh = models.Servable(name, path, stats=old.stats if old else ModelStats())
+        fresh = models.Servable(name, self.root / name, stats=old.stats if old else ModelStats())
+        if why:
+            fresh.state, fresh.reason = models.UNAVAILABLE, why
+            return fresh
         golden = models.Golden(self.config.golden)
         delay = self.config.max_delay_ms / 1000
         models.load(fresh, golden, self.config.threads, self.config.max_batch, delay)
@@ -115,7 +124,7 @@ class Server:
     def not_ready(self) -> str:
         """Empty when every variant serves (Triton's strict readiness), else why not."""
         if not self.models:
-            return f"no variants in {self.config.repository}: run `make export`"
+            return "no variants in the model repository: run `make export`"
         if not self.loaded.is_set():
             return "loading variants"
         return "; ".join(f"{s.name}: {s.reason}" for s in self.models.values() if not s.ready)
@@ -135,6 +144,10 @@ class Server:
         if not servable.ready:
             raise v2.ProtocolError(f"model {name} is not ready: {servable.reason}", 503)
         return servable
+
+    def public(self, message: str) -> str:
+        """An error message fit for clients: variants named, no filesystem paths."""
+        return catalog.public(message, self.root)
 
     def close(self) -> None:
         for servable in self.models.values():
@@ -254,7 +267,8 @@ class App:
             return
         except Exception as e:  # a runtime failure: the server stays up and says so
             log.exception("inference failed")
-            status, payload = 500, v2.error_body(f"inference failed: {type(e).__name__}: {e}")
+            message = self.server.public(f"inference failed: {type(e).__name__}: {e}")
+            status, payload = 500, v2.error_body(message)
         await respond(send, status, payload, header_length)
         stats.request("v2", time.perf_counter() - started, status)
 
