@@ -10,6 +10,7 @@ parity gate and the server read through it.
 
 A variant is built in a hidden sibling `.tmp-<variant>-<pid>` and renamed into place, so a
 reader sees a whole variant or none. Readers skip dot-folders; the next export cleans them.
+A symlink that leaves its variant folder is refused, never followed (`verify`, `refusal`).
 This module imports no ML framework: the harness calls `verify` before loading.
 """
 
@@ -49,21 +50,29 @@ PLATFORM = {
 }
 
 
+# What every reader takes from a manifest; a manifest without one of them is refused.
+MANIFEST_KEYS = ("name", "trainer", "format", "input", "output", "labels", "files")
+LINK_OUT = "is a symlink that leaves the variant folder; refused, not followed"
+
+
 class IntegrityError(ValueError):
     """A variant whose files do not match its manifest: the message names the file."""
 
 
 def read_manifest(variant_dir: Path) -> dict:
     """The manifest, unchecked (see `verify`); an error that says what to run if absent."""
-    path = Path(variant_dir) / MANIFEST_FILE
+    variant_dir = Path(variant_dir)
+    path = variant_dir / MANIFEST_FILE
     if not path.is_file():
         raise IntegrityError(
-            f"{variant_dir} is not a model variant (no {MANIFEST_FILE}); run `make export`"
+            f"{variant_dir.name} is not a model variant (no {MANIFEST_FILE}); run `make export`"
         )
     try:
         return json.loads(path.read_text())
     except ValueError as e:
-        raise IntegrityError(f"{path}: unreadable manifest ({e}); re-run `make export`") from e
+        raise IntegrityError(
+            f"{variant_dir.name}/{MANIFEST_FILE}: unreadable manifest ({e}); re-run `make export`"
+        ) from e
 
 
 def artifact(variant_dir: Path, manifest: dict) -> Path:
@@ -136,38 +145,86 @@ def write_manifest(staged: Path, manifest: dict) -> dict:
 
 def verify(variant_dir: Path) -> dict:
     """The variant's manifest, after checking the sha256 of every file it lists and that
-    it lists every file there is. Raises IntegrityError naming the first bad file."""
+    it lists every file there is. Raises IntegrityError naming the first bad file as
+    <variant>/<file> (messages reach clients of the server: no filesystem paths)."""
     variant_dir = Path(variant_dir)
-    manifest_path = variant_dir / MANIFEST_FILE
+    name, manifest_path = variant_dir.name, variant_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         raise IntegrityError(
-            f"{variant_dir}: no {MANIFEST_FILE}, so not a complete variant; re-run `make export`"
+            f"{name}: no {MANIFEST_FILE}, so not a complete variant; re-run `make export`"
         )
+    link = escaping_link(variant_dir)
+    if link:
+        raise IntegrityError(f"{name}: {link} {LINK_OUT}")
     try:
         manifest = json.loads(manifest_path.read_text())
         expected = dict(manifest["files"])
     except (ValueError, KeyError, TypeError) as e:
         raise IntegrityError(
-            f"{manifest_path}: unreadable manifest ({e}); re-run `make export`"
+            f"{name}/{MANIFEST_FILE}: unreadable manifest ({e}); re-run `make export`"
         ) from e
-    if manifest.get("name") != variant_dir.name:
+    if manifest.get("name") != name:
         raise IntegrityError(
-            f"{manifest_path}: names the variant {manifest.get('name')!r} but lies in "
-            f"folder {variant_dir.name!r}; Triton requires them equal"
+            f"{name}/{MANIFEST_FILE}: names the variant {manifest.get('name')!r} but lies in "
+            f"folder {name!r}; Triton requires them equal"
         )
     actual = file_hashes(variant_dir)
     for rel, digest in expected.items():
         if rel not in actual:
-            raise IntegrityError(f"{variant_dir}: {rel} is missing (listed in {MANIFEST_FILE})")
+            raise IntegrityError(f"{name}: {rel} is missing (listed in {MANIFEST_FILE})")
         if actual[rel] != digest:
             raise IntegrityError(
-                f"{variant_dir}: {rel} has sha256 {actual[rel][:16]}..., {MANIFEST_FILE} says "
+                f"{name}: {rel} has sha256 {actual[rel][:16]}..., {MANIFEST_FILE} says "
                 f"{digest[:16]}...: the file changed after export; re-run `make export`"
             )
     extra = sorted(set(actual) - set(expected))
     if extra:
-        raise IntegrityError(f"{variant_dir}: {extra[0]} is not listed in {MANIFEST_FILE}")
+        raise IntegrityError(f"{name}: {extra[0]} is not listed in {MANIFEST_FILE}")
     return manifest
+
+
+def escaping_link(folder: Path) -> str:
+    """The first symlink under `folder` that resolves outside it, as a path relative to
+    it, or "". Never follows one to look inside."""
+    folder = Path(folder)
+    top = folder.resolve()
+    for parent, dirs, files in os.walk(folder):  # followlinks=False: links are not entered
+        for entry in sorted(dirs + files):
+            path = Path(parent) / entry
+            if not path.is_symlink():
+                continue
+            try:
+                target = path.resolve()
+            except (OSError, RuntimeError):  # a symlink loop
+                return path.relative_to(folder).as_posix()
+            if not target.is_relative_to(top):
+                return path.relative_to(folder).as_posix()
+    return ""
+
+
+def refusal(root: Path, name: str) -> str:
+    """Why the folder <root>/<name> is no variant to load ("" when it is one): no
+    manifest, one that does not read as a manifest, or a symlink leaving the folder
+    (refused, not followed). A variant folder that is itself a symlink must stay inside
+    the repository. Cheap: the sha256 of the files is `verify`'s job, at load time."""
+    root, folder = Path(root), Path(root) / name
+    if folder.is_symlink() and not folder.resolve().is_relative_to(root.resolve()):
+        return "the folder is a symlink to a place outside the repository; refused, not followed"
+    if not (folder / MANIFEST_FILE).is_file():
+        return f"no {MANIFEST_FILE}: not an exported variant; run `make export`"
+    link = escaping_link(folder)
+    if link:
+        return f"{link} {LINK_OUT}"
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except (ValueError, OSError) as e:
+        return f"{MANIFEST_FILE} is not valid JSON ({e}); re-run `make export`"
+    if not isinstance(manifest, dict):
+        return f"{MANIFEST_FILE} is not a JSON object; re-run `make export`"
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        return f"{MANIFEST_FILE} lacks {', '.join(missing)}; re-run `make export`"
+    return ""
 
 
 def variants(root: Path) -> dict[str, Path]:

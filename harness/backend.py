@@ -98,7 +98,8 @@ def load(variant_dir: str | Path, threads: int = 0, verify: bool = True) -> Back
         raise VariantError(str(e)) from e
     fmt = manifest["format"]
     if fmt not in RUNNERS:
-        raise VariantError(f"{variant_dir}: unknown format {fmt!r}; known: {', '.join(RUNNERS)}")
+        known = ", ".join(RUNNERS)
+        raise VariantError(f"{variant_dir.name}: unknown format {fmt!r}; known: {known}")
     runner = RUNNERS[fmt](repository.artifact(variant_dir, manifest), threads)
     shape = tuple(manifest["input"]["shape"][1:])
     return Backend(manifest["name"], runner, shape, list(manifest["labels"]), manifest)

@@ -2,6 +2,7 @@
 
 python -m serve                                   # artifacts/model_repository on 127.0.0.1:8000
 python -m serve --repository /tmp/repo --port 8080 --max-batch 64 --max-delay-ms 2
+TANDEM_CONTROL_TOKEN=... python -m serve --model-control explicit   # load/unload allowed
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 # TensorFlow reads this once, at import (imported lazily by the SavedModel runner).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from export import repository
+from serve import catalog, control
 from serve.connections import guarded
 from serve.server import ServeConfig, create_app
 
@@ -37,7 +38,18 @@ HELP = {
     "keepalive_timeout_s": "seconds an idle kept-alive connection stays open",
     "max_connections": "open connections at once; more are closed on arrival",
     "shutdown_grace_s": "seconds requests in flight get to finish after SIGTERM",
+    "model_control": "'explicit' lets clients holding the control token load and unload "
+    "models (POST /v2/repository/models/<m>/load|unload); 'none' answers them 403",
+    "control_token": "bearer token for --model-control explicit; prefer the environment "
+    "variable, since a command line shows in the process list",
 }
+CHOICES = {"model_control": control.MODES}
+# Shown instead of the default: --help must never print a secret.
+SHOWN = {"control_token": f"${control.TOKEN_ENV}"}
+
+
+def path_or_none(value: str) -> Path | None:
+    return None if value == "none" else Path(value)
 
 
 def parse(argv: list[str] | None = None) -> ServeConfig:
@@ -45,21 +57,31 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
     defaults = ServeConfig()
     for f in fields(ServeConfig):
         default = getattr(defaults, f.name)
-        kind = Path if f.name in ("repository", "golden") else type(default)
+        kind = str if default is None else type(default)  # None: a secret, read as text
+        if f.name in ("repository", "golden"):
+            kind = path_or_none
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=(lambda v: None if v == "none" else Path(v)) if kind is Path else kind,
+            type=kind,
             default=default,
-            help=f"{HELP[f.name]} (default: {default})",
+            choices=CHOICES.get(f.name),
+            help=f"{HELP[f.name]} (default: {SHOWN.get(f.name, default)})",
         )
-    return ServeConfig(**vars(parser.parse_args(argv)))
+    args = vars(parser.parse_args(argv))
+    if args["model_control"] == "explicit" and args["control_token"] is None:
+        args["control_token"] = os.environ.get(control.TOKEN_ENV) or None
+    try:
+        control.check(args["model_control"], args["control_token"])
+    except ValueError as e:
+        parser.error(str(e))
+    return ServeConfig(**args)
 
 
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     config = parse(argv)
-    if not repository.variants(config.repository):
+    if not catalog.scan(config.repository):
         print(f"no variants in {config.repository}: run `make export` first", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

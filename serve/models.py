@@ -21,7 +21,7 @@ import harness
 from export import repository
 from harness.parity import GOLDEN_FILE
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge
-from serve import v2
+from serve import catalog, v2
 from serve.batching import MAX_QUEUE, Batcher
 from serve.metrics import ModelStats
 from train.config import PRECISION, REPORTS
@@ -125,7 +125,9 @@ def load(
         model = harness.load(servable.path, threads=threads)
         servable.parity = check(model, servable.manifest, golden)
     except Exception as e:  # whatever stops a variant is its reason, not a crash
-        servable.state, servable.reason = UNAVAILABLE, f"{type(e).__name__}: {e}"
+        # Runtimes name the file they fail on; clients get it relative to the repository.
+        reason = catalog.public(f"{type(e).__name__}: {e}", servable.path.parent)
+        servable.state, servable.reason = UNAVAILABLE, reason
         return
     if servable.parity["verdict"] == FAIL:
         servable.state, servable.reason = UNAVAILABLE, servable.parity["reason"]

@@ -23,8 +23,9 @@ from starlette.requests import ClientDisconnect
 import harness
 from serve import images, models, tfserving, v2
 from serve.batching import QueueFull
+from serve.dataplane import BodyTimeout, BodyTooLarge
 from serve.metrics import render
-from serve.server import RETRY_AFTER_S, BodyTimeout, BodyTooLarge, Server
+from serve.server import RETRY_AFTER_S, Server
 
 log = logging.getLogger("serve")
 
@@ -32,8 +33,9 @@ PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_TOP_K = 10
 
 
-def error(status: int, message: str) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)} | (headers or {})
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -46,17 +48,17 @@ def control_app(server: Server) -> FastAPI:
         server.close()
 
     app = FastAPI(title="tandem", lifespan=lifespan, docs_url="/docs", redoc_url=None)
-    handlers(app)
+    handlers(app, server)
     v2_routes(app, server)
     tf_routes(app, server)
     people_routes(app, server)
     return app
 
 
-def handlers(app: FastAPI) -> None:
+def handlers(app: FastAPI, server: Server) -> None:
     @app.exception_handler(v2.ProtocolError)
     async def protocol(request: Request, e: v2.ProtocolError):
-        return error(e.status, str(e))
+        return error(e.status, str(e), getattr(e, "headers", None))
 
     @app.exception_handler(harness.ContractError)
     async def contract(request: Request, e: harness.ContractError):
@@ -64,7 +66,7 @@ def handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, e: Exception):
-        return error(500, f"{type(e).__name__}: {e}")
+        return error(500, server.public(f"{type(e).__name__}: {e}"))
 
     @app.exception_handler(images.ImageError)
     async def image(request: Request, e: images.ImageError):
@@ -183,15 +185,19 @@ def v2_routes(app: FastAPI, server: Server) -> None:
         ]
         return rows
 
+    # Off unless started with --model-control explicit; then token, Host and Origin
+    # are checked before the name is even looked at (serve/control.py).
     @app.post("/v2/repository/models/{name}/load")
-    async def load(name: str):
+    async def load(request: Request, name: str):
+        server.model_control.authorize(request.headers)
         fresh = await run_in_threadpool(server.reload, name)
         if not fresh.ready:
             raise v2.ProtocolError(f"model {name} failed to load: {fresh.reason}")
         return {}
 
     @app.post("/v2/repository/models/{name}/unload")
-    async def unload(name: str):
+    async def unload(request: Request, name: str):
+        server.model_control.authorize(request.headers)
         server.unload(name)
         return {}
 

@@ -59,6 +59,27 @@ def test_verify_refuses_tampered_variant(repos, tmp_path):
         repository.verify(renamed)
 
 
+def test_verify_refuses_a_symlink_out_and_names_no_path(repos, tmp_path):
+    """A symlink leaving the variant is refused, never followed; messages say
+    <variant>/<file>, never where the repository lies (the server's clients read them)."""
+    source = repos["digits"][1] / variant_name("torch", "onnx")
+    folder = shutil.copytree(source, tmp_path / source.name)
+    (folder / "rootdir").symlink_to("/", target_is_directory=True)
+    with pytest.raises(repository.IntegrityError, match="rootdir is a symlink that leaves") as e:
+        repository.verify(folder)
+    said = [str(e.value)]
+    (folder / "rootdir").unlink()
+    (folder / "1" / "model.onnx").write_bytes(b"changed")
+    with pytest.raises(repository.IntegrityError, match=r"^torch\.onnx: 1/model\.onnx has") as e:
+        repository.verify(folder)
+    said.append(str(e.value))
+    (folder / repository.MANIFEST_FILE).write_text("{")
+    with pytest.raises(repository.IntegrityError, match=r"^torch\.onnx/manifest\.json: ") as e:
+        repository.verify(folder)
+    said.append(str(e.value))
+    assert not any(str(tmp_path) in message for message in said), said
+
+
 KILL_FORMATS = ("torchscript", "onnx", "savedmodel", "tflite")
 
 

@@ -21,6 +21,8 @@ from train.data import load_digits
 
 pytestmark = pytest.mark.slow  # trains and exports a repository, starts servers
 BATCH = 7
+TOKEN = "test-serve-control-token-0123456789"
+CONTROL = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,8 @@ def root(serve_root):
 @pytest.fixture(scope="module")
 def live(root, tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "server.log"
-    server = Live(root / "repo", "--golden", str(root / "golden.npz"), log=log)
+    control = ("--model-control", "explicit", "--control-token", TOKEN)
+    server = Live(root / "repo", "--golden", str(root / "golden.npz"), *control, log=log)
     with server:
         yield server
 
@@ -281,15 +284,15 @@ def test_three_channel_variants(rgb_repo, tmp_path):
 def test_unload_and_load_again(client, local):
     """Last in this module: the server is not ready while a variant is unloaded."""
     model = "torch.tflite-fp16"
-    client.unload_model(model)
+    client.unload_model(model, headers=CONTROL)
     assert not client.is_model_ready(model) and not client.is_server_ready()
     with pytest.raises(triton.InferenceServerException, match="unloaded"):
         infer(client, model, seeded(1), True)
-    client.load_model(model)
+    client.load_model(model, headers=CONTROL)
     assert client.is_model_ready(model) and client.is_server_ready()
     x = seeded(2)
     np.testing.assert_array_equal(
         infer(client, model, x, True).as_numpy("logits"), local[model].predict(x)
     )
     with pytest.raises(triton.InferenceServerException, match="no variant"):
-        client.load_model("nope")
+        client.load_model("nope", headers=CONTROL)
