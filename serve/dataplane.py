@@ -149,7 +149,7 @@ class App:
         try:
             held = self.admit(dict(scope["headers"]))
         except v2.ProtocolError as e:
-            await respond(send, e.status, v2.error_body(str(e)), close=True)
+            await respond(send, e.status, v2.error_body(str(e)))
             return
         try:
             receive = limited(receive, config.max_body, config.body_timeout_s)
@@ -210,7 +210,10 @@ class App:
             status, payload = 500, v2.error_body(message)
         finally:
             self.inflight -= held
-        await respond(send, status, payload, header_length, close=status in (408, 413))
+        # After a 408 the client is too slow to be worth keeping. After an early 413 or 503
+        # the connection stays: uvicorn discards the unread body, and the client gets to
+        # read the answer instead of a broken pipe.
+        await respond(send, status, payload, header_length, close=status == 408)
         stats.request("v2", time.perf_counter() - started, status)
 
 
