@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from train import data, keras_model, record
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
+from train.keras_match import TorchAdam
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["keras-tape"]]
 
@@ -34,7 +35,9 @@ def build(
     model = keras_model.build(spec, cfg.seed)
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=cfg.adam_eps)
+    # torch.optim.Adam's update (train/keras_match.py); CosineDecay evaluated at the step
+    # count before the update gives CosineAnnealingLR's learning rate at every step.
+    optimizer = TorchAdam(learning_rate=schedule, epsilon=cfg.adam_eps)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"])
     run_dir, history = record.start(cfg, spec, splits.train.class_names)
