@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from train import data, record
-from train.config import TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
+from train.config import INIT_SOURCES, TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
 
 HELP = {
     "trainer": "which trainer to run, or all",
@@ -28,6 +28,10 @@ HELP = {
     "batch_size": "images per step",
     "lr": "peak Adam learning rate, cosine-decayed per step to 0",
     "adam_eps": "Adam epsilon (set on both frameworks)",
+    "dropout": "dropout rate of both dropout layers; 0 switches dropout off, the one source "
+    "of randomness the two frameworks cannot share",
+    "init": "who draws the initial weights: torch or keras (once, copied exactly into the "
+    "other framework, so every trainer starts from the same weights), or own (each its own)",
     "seed": "seed for the split, the init, dropout and the batch order",
     "device": "auto (GPU when there is one), cpu or cuda",
     "bf16": "torch on CUDA only: bf16 autocast (refused elsewhere)",
@@ -41,7 +45,11 @@ HELP = {
 }
 
 
-CHOICES = {"trainer": [*TRAINERS, "all"], "device": ["auto", "cpu", "cuda"]}
+CHOICES = {
+    "trainer": [*TRAINERS, "all"],
+    "device": ["auto", "cpu", "cuda"],
+    "init": list(INIT_SOURCES),
+}
 
 
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
@@ -84,7 +92,10 @@ def run(cfg: TrainConfig, trainer: str, splits: data.Splits) -> dict:
         raise ValueError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
     cfg.trainer = trainer
     spec = CNNSpec.for_data(
-        splits.train.image_size, splits.train.channels, len(splits.train.class_names)
+        splits.train.image_size,
+        splits.train.channels,
+        len(splits.train.class_names),
+        dropout=cfg.dropout,
     )
     return importlib.import_module(TRAINER_MODULES[trainer]).train(cfg, splits, spec)
 

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from train import data, keras_model, record
+from train import data, initial, keras_model, record
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
 from train.keras_match import TorchAdam
 
@@ -33,6 +33,7 @@ def build(
     """Model + optimiser + loss, compiled so that model.save keeps the optimiser state."""
     tf.config.experimental.enable_op_determinism()
     model = keras_model.build(spec, cfg.seed)
+    init = initial.start_keras(model, spec, cfg.init, cfg.seed)  # torch's init, by default
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
     # torch.optim.Adam's update (train/keras_match.py); CosineDecay evaluated at the step
@@ -40,8 +41,8 @@ def build(
     optimizer = TorchAdam(learning_rate=schedule, epsilon=cfg.adam_eps)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"])
-    run_dir, history = record.start(cfg, spec, splits.train.class_names)
-    if history:
+    run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
+    if history:  # resume: the checkpoint's weights replace the init
         model = keras.models.load_model(run_dir / WEIGHTS)
     return model, run_dir, history
 
@@ -72,6 +73,8 @@ def reseed(model: keras.Model, seed: int, epoch: int) -> None:
     (A saved .keras file does not keep the dropout layers' seed-generator state.)"""
     drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     for i, layer in enumerate(drops):
+        if layer.rate == 0:  # --dropout 0: Keras gives the layer no seed generator
+            continue
         state = layer.seed_generator.state
         state.assign(np.array([seed * 100_003 + epoch * 101 + i, 0], dtype=state.dtype))
 

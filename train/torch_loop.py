@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from train import data, record, torch_model
+from train import data, initial, record, torch_model
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["torch"]]
@@ -38,7 +38,9 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     check_flags(cfg, device)
-    model = torch_model.build(spec, cfg.seed).to(device)
+    net = torch_model.build(spec, cfg.seed)
+    init = initial.start_torch(net, cfg.init, cfg.seed)  # the Keras trainers start here too
+    model = net.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
@@ -46,8 +48,8 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=steps_per_epoch * cfg.epochs
     )
-    run_dir, history = record.start(cfg, spec, splits.train.class_names)
-    if history:
+    run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
+    if history:  # resume: the checkpoint's weights replace the init
         state = torch.load(run_dir / WEIGHTS, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
