@@ -53,7 +53,7 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     with tf.device(device):
         model, run_dir, history = build(cfg, splits, spec)
 
-        @tf.function
+        @tf.function(reduce_retracing=True)  # as model.fit: one trace for every batch size
         def step_fn(images, labels):
             return train_step(model, images, labels)
 
