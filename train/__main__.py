@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
     return TrainConfig(**args), trainers
 
 
-# The registry: trainer name -> the module whose `train(cfg, splits, spec)` runs it.
+# The registry: trainer name -> the module whose `train(cfg, splits, spec, on_step=None)`
+# runs it; on_step(model), when given, is called before the first step and after each one.
 # Imported only when chosen: the torch trainer never pays for TensorFlow, nor the reverse.
 TRAINER_MODULES = {
     "torch": "train.torch_loop",
@@ -86,7 +88,9 @@ assert tuple(TRAINER_MODULES) == TRAINERS, "one module per trainer, in TRAINERS 
 TORCH_ONLY = ("bf16", "channels_last")
 
 
-def run(cfg: TrainConfig, trainer: str, splits: data.Splits) -> dict:
+def run(
+    cfg: TrainConfig, trainer: str, splits: data.Splits, on_step: Callable | None = None
+) -> dict:
     """Train one trainer; an unknown name is an error, never a silent default."""
     if trainer not in TRAINER_MODULES:
         raise ValueError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
@@ -97,7 +101,8 @@ def run(cfg: TrainConfig, trainer: str, splits: data.Splits) -> dict:
         len(splits.train.class_names),
         dropout=cfg.dropout,
     )
-    return importlib.import_module(TRAINER_MODULES[trainer]).train(cfg, splits, spec)
+    module = importlib.import_module(TRAINER_MODULES[trainer])
+    return module.train(cfg, splits, spec, on_step=on_step)
 
 
 def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:

@@ -47,7 +47,9 @@ def build(
     return model, run_dir, history
 
 
-def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
+def train(
+    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
     with tf.device(device):
@@ -57,10 +59,12 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
         def step_fn(images, labels):
             return train_step(model, images, labels)
 
+        on_step = on_step or (lambda model: None)
+        on_step(model)  # before the first step
         for epoch in range(len(history), cfg.last_epoch()):
             started = time.perf_counter()
             reseed(model, cfg.seed, epoch)
-            loss, accuracy, seen = train_epoch(cfg, step_fn, splits.train, epoch)
+            loss, accuracy, seen = train_epoch(cfg, model, step_fn, splits.train, epoch, on_step)
             val = evaluate(model, splits.val)
             record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
             save(run_dir, model)
@@ -80,7 +84,12 @@ def reseed(model: keras.Model, seed: int, epoch: int) -> None:
 
 
 def train_epoch(
-    cfg: TrainConfig, step_fn: Callable, split: data.Dataset, epoch: int
+    cfg: TrainConfig,
+    model: keras.Model,
+    step_fn: Callable,
+    split: data.Dataset,
+    epoch: int,
+    on_step: Callable,
 ) -> tuple[float, float, int]:
     total_loss = 0.0
     total_correct = 0
@@ -91,6 +100,7 @@ def train_epoch(
     for idx in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
         labels = split.labels[idx]
         loss, logits = step_fn(split.images[idx], labels)
+        on_step(model)
         total_loss += float(loss) * len(idx)
         total_correct += int((np.argmax(logits, 1) == labels).sum())
         seen += len(idx)

@@ -4,6 +4,7 @@ functions, in the same order, with the same log line."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,9 @@ def check_flags(cfg: TrainConfig, device: torch.device) -> None:
         )
 
 
-def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
+def train(
+    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+) -> dict:
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     check_flags(cfg, device)
@@ -57,11 +60,13 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     # The whole split lives on the device: no host->device copy inside the loop.
     train_x, train_y = to_device(splits.train, device)
     val_x, val_y = to_device(splits.val, device)
+    on_step = on_step or (lambda model: None)
+    on_step(model)  # before the first step
     for epoch in range(len(history), cfg.last_epoch()):
         started = time.perf_counter()
         reseed(cfg.seed, epoch)
         loss, accuracy, seen = train_epoch(
-            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device
+            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device, on_step
         )
         val = evaluate(cfg, model, val_x, val_y, device)
         record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
@@ -84,6 +89,7 @@ def train_epoch(
     labels: torch.Tensor,
     epoch: int,
     device: torch.device,
+    on_step: Callable,
 ) -> tuple[float, float, int]:
     model.train()
     total_loss = torch.zeros((), device=device)
@@ -96,6 +102,7 @@ def train_epoch(
         idx = torch.as_tensor(idx, device=device)
         loss, logits = train_step(cfg, model, optimizer, images[idx], labels[idx], device)
         scheduler.step()
+        on_step(model)
         # Accumulate on device; one sync per epoch instead of one per step.
         total_loss += loss.detach() * len(idx)
         total_correct += (logits.argmax(1) == labels[idx]).sum()
