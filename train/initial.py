@@ -26,7 +26,10 @@ def flat_weights(net: torch_model.CNN) -> np.ndarray:
 
 def keras_flat_weights(model, spec: CNNSpec) -> np.ndarray:
     """flat_weights of a Keras build, through the exact transfer."""
-    net = torch_model.CNN(spec)  # not build(): leaves torch's global generator alone
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # building draws from torch's global generator
+        net = torch_model.CNN(spec)
     transfer.keras_to_torch(model, net)
     return flat_weights(net)
 
