@@ -31,7 +31,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from train import data, initial, lockstep_report
-from train.__main__ import run
+from train.__main__ import HELP, run
 from train.config import INIT_SOURCES, REPORTS, TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
 
 PAIRS = list(itertools.combinations(TRAINERS, 2))
@@ -42,12 +42,8 @@ class Trace:
     """A trainer's on_step: its weights and test logits at the steps asked for."""
 
     def __init__(self, trainer: str, spec: CNNSpec, images: np.ndarray, at: set[int]) -> None:
-        self.framework, self.spec, self.images, self.at = (
-            TRAINER_FRAMEWORK[trainer],
-            spec,
-            images,
-            at,
-        )
+        self.framework = TRAINER_FRAMEWORK[trainer]
+        self.spec, self.images, self.at = spec, images, at
         self.calls = 0
         self.weights: dict[int, np.ndarray] = {}
         self.logits: dict[int, np.ndarray] = {}
@@ -60,6 +56,7 @@ class Trace:
 
 
 def torch_snapshot(net, spec: CNNSpec, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, logits); spec unused, for one signature with keras_snapshot."""
     import torch
 
     was_training = net.training
@@ -72,6 +69,7 @@ def torch_snapshot(net, spec: CNNSpec, images: np.ndarray) -> tuple[np.ndarray, 
 
 
 def keras_snapshot(model, spec: CNNSpec, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(weights in torch's layout, through the exact transfer; logits)."""
     return initial.keras_flat_weights(model, spec), np.asarray(model.predict_on_batch(images))
 
 
@@ -148,7 +146,13 @@ def compare(a: Trace, b: Trace, steps: list[int]) -> dict[str, list[float]]:
     }
 
 
-def summarise(cfg, steps, traces, metrics, splits) -> dict:
+def summarise(
+    cfg: TrainConfig,
+    steps: list[int],
+    traces: dict[str, Trace],
+    metrics: dict[str, dict],
+    splits: data.Splits,
+) -> dict:
     import keras
     import tensorflow as tf
     import torch
@@ -185,15 +189,19 @@ def summarise(cfg, steps, traces, metrics, splits) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m train.lockstep", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--epochs", type=int, default=2, help="epochs (default: 2)")
-    parser.add_argument("--max-steps", type=int, default=0, help="steps per epoch (0 = all)")
-    parser.add_argument("--every", type=int, default=1, help="compare every N steps (1)")
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate (default 0)")
-    parser.add_argument("--init", choices=INIT_SOURCES, default="torch", help="(torch)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    parser.add_argument(
-        "--quick", action="store_true", help=f"CI: {QUICK['max_steps']} steps in all"
-    )
+    # The training flags mean what they mean to `python -m train`; lockstep's defaults.
+    flags = {"epochs": 2, "max_steps": 0, "dropout": 0.0, "init": "torch", "seed": 0}
+    helps = {**HELP, "epochs": "epochs to train", "max_steps": "steps per epoch, 0 = all"}
+    for name, default in flags.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            choices=INIT_SOURCES if name == "init" else None,
+            help=f"{helps[name]} (default: {default})",
+        )
+    parser.add_argument("--every", type=int, default=1, help="compare every N steps (default: 1)")
+    parser.add_argument("--quick", action="store_true", help=f"for CI: {QUICK['max_steps']} steps")
     parser.add_argument(
         "--reports", type=Path, default=REPORTS, help=f"report folder (default: {REPORTS})"
     )
