@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train export parity serve demo bench test lint format clean
+.PHONY: setup train export parity serve demo bench lockstep test lint format clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ demo: setup
 	$(PY) -m train $(ARGS)
 	$(PY) -m export
 	$(PY) -m harness.parity
+
+# The three trainers step by step from one init, dropout off: how far apart they drift
+# (artifacts/reports/lockstep.json, .md, .png). ARGS=--quick: 8 steps, for CI.
+lockstep: setup
+	$(PY) -m train.lockstep $(ARGS)
 
 bench: setup
 	$(PY) -m benchmarks.harness_overhead $(ARGS)

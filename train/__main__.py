@@ -11,11 +11,12 @@ import argparse
 import importlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
 from train import data, record
-from train.config import TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
+from train.config import INIT_SOURCES, TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
 
 HELP = {
     "trainer": "which trainer to run, or all",
@@ -28,6 +29,10 @@ HELP = {
     "batch_size": "images per step",
     "lr": "peak Adam learning rate, cosine-decayed per step to 0",
     "adam_eps": "Adam epsilon (set on both frameworks)",
+    "dropout": "dropout rate of both dropout layers; 0 switches dropout off, the one source "
+    "of randomness the two frameworks cannot share",
+    "init": "who draws the initial weights: torch or keras (once, copied exactly into the "
+    "other framework, so every trainer starts from the same weights), or own (each its own)",
     "seed": "seed for the split, the init, dropout and the batch order",
     "device": "auto (GPU when there is one), cpu or cuda",
     "bf16": "torch on CUDA only: bf16 autocast (refused elsewhere)",
@@ -41,7 +46,11 @@ HELP = {
 }
 
 
-CHOICES = {"trainer": [*TRAINERS, "all"], "device": ["auto", "cpu", "cuda"]}
+CHOICES = {
+    "trainer": [*TRAINERS, "all"],
+    "device": ["auto", "cpu", "cuda"],
+    "init": list(INIT_SOURCES),
+}
 
 
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
@@ -66,7 +75,8 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, list[str]]:
     return TrainConfig(**args), trainers
 
 
-# The registry: trainer name -> the module whose `train(cfg, splits, spec)` runs it.
+# The registry: trainer name -> the module whose `train(cfg, splits, spec, on_step=None)`
+# runs it; on_step(model), when given, is called before the first step and after each one.
 # Imported only when chosen: the torch trainer never pays for TensorFlow, nor the reverse.
 TRAINER_MODULES = {
     "torch": "train.torch_loop",
@@ -78,15 +88,21 @@ assert tuple(TRAINER_MODULES) == TRAINERS, "one module per trainer, in TRAINERS 
 TORCH_ONLY = ("bf16", "channels_last")
 
 
-def run(cfg: TrainConfig, trainer: str, splits: data.Splits) -> dict:
+def run(
+    cfg: TrainConfig, trainer: str, splits: data.Splits, on_step: Callable | None = None
+) -> dict:
     """Train one trainer; an unknown name is an error, never a silent default."""
     if trainer not in TRAINER_MODULES:
         raise ValueError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
     cfg.trainer = trainer
     spec = CNNSpec.for_data(
-        splits.train.image_size, splits.train.channels, len(splits.train.class_names)
+        splits.train.image_size,
+        splits.train.channels,
+        len(splits.train.class_names),
+        dropout=cfg.dropout,
     )
-    return importlib.import_module(TRAINER_MODULES[trainer]).train(cfg, splits, spec)
+    module = importlib.import_module(TRAINER_MODULES[trainer])
+    return module.train(cfg, splits, spec, on_step=on_step)
 
 
 def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:

@@ -18,6 +18,9 @@ LABELS_FILE = "labels.txt"  # one class name per line, in a checkpoint and in a 
 INPUT_NAME = "images"  # float32 [N, H, W, C], raw pixels 0..255
 OUTPUT_NAME = "logits"  # float32 [N, num_classes]
 PIXEL_MAX = 255.0
+# Who draws the initial weights: one framework for all three trainers (copied exactly into
+# the other by train/transfer.py), or "own": each framework its own default init.
+INIT_SOURCES = ("torch", "keras", "own")
 
 # Deployment formats (the README's export matrix) and the precision each one carries.
 FORMATS = ("torchscript", "onnx", "onnx-tf", "savedmodel", "tflite", "tflite-fp16", "tflite-int8")
@@ -113,6 +116,8 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3  # Adam, cosine-decayed to 0 per step over all epochs
     adam_eps: float = 1e-7  # Keras' default; torch's is 1e-8, so set both
+    dropout: float = CNNSpec.dropout  # 0 switches off the one randomness not shared
+    init: str = "torch"  # INIT_SOURCES: who draws the one set of initial weights
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False  # torch on CUDA only; refused elsewhere

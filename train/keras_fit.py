@@ -8,6 +8,7 @@ PyDataset for the batches and a callback for the per-epoch log, record and check
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -51,10 +52,11 @@ class EndEpoch(keras.callbacks.Callback):
         run_dir: Path,
         split: data.Dataset,
         batches: EpochBatches,
+        on_step: Callable,
     ) -> None:
         super().__init__()
         self.cfg, self.history, self.run_dir = cfg, history, run_dir
-        self.split, self.batches = split, batches
+        self.split, self.batches, self.on_step = split, batches, on_step
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -65,6 +67,7 @@ class EndEpoch(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)
+        self.on_step(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.close()
@@ -76,17 +79,22 @@ class EndEpoch(keras.callbacks.Callback):
         save(self.run_dir, self.model)
 
 
-def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
+def train(
+    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
     with tf.device(device):
         model, run_dir, history = build(cfg, splits, spec)
+        on_step = on_step or (lambda model: None)
+        on_step(model)  # before the first step
         batches = EpochBatches(cfg, splits.train)
+        end_epoch = EndEpoch(cfg, history, run_dir, splits.val, batches, on_step)
         model.fit(
             batches,
             epochs=cfg.last_epoch(),
             initial_epoch=len(history),
-            callbacks=[EndEpoch(cfg, history, run_dir, splits.val, batches)],
+            callbacks=[end_epoch],
             shuffle=False,  # EpochBatches already shuffles, by (seed, epoch)
             verbose=0,  # EndEpoch draws the same tqdm bar and log line as the loops
         )

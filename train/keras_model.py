@@ -1,7 +1,8 @@
 """The one CNN in Keras, built from CNNSpec: a mirror of train/torch_model.py.
 
 Scaling and normalisation live inside the model (Rescaling + Normalization), so
-every export carries them.
+every export carries them. BatchNorm is `TorchBatchNorm` (train/keras_match.py): Keras'
+layer with torch's running-variance update, so both builds keep the same statistics.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import keras
 from keras import layers
 
 from train.config import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX, CNNSpec
+from train.keras_match import TorchBatchNorm
 
 
 def build(spec: CNNSpec, seed: int = 0) -> keras.Model:
@@ -19,13 +21,12 @@ def build(spec: CNNSpec, seed: int = 0) -> keras.Model:
     x = layers.Normalization(
         mean=list(spec.mean), variance=[s * s for s in spec.std], name="normalize"
     )(x)
+    keep = 1.0 - spec.bn_momentum  # Keras' momentum: the weight of the old statistics
     i = 0
     for stage, width in enumerate(spec.widths):
         for _ in range(spec.convs_per_stage):
             x = layers.Conv2D(width, 3, padding="same", name=f"conv{i}")(x)
-            x = layers.BatchNormalization(
-                epsilon=spec.bn_eps, momentum=1.0 - spec.bn_momentum, name=f"bn{i}"
-            )(x)
+            x = TorchBatchNorm(epsilon=spec.bn_eps, momentum=keep, name=f"bn{i}")(x)
             x = layers.ReLU(name=f"relu{i}")(x)
             i += 1
         x = layers.MaxPooling2D(2, name=f"pool{stage}")(x)

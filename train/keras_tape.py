@@ -13,8 +13,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from train import data, keras_model, record
+from train import data, initial, keras_model, record
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
+from train.keras_match import TorchAdam
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["keras-tape"]]
 
@@ -32,31 +33,38 @@ def build(
     """Model + optimiser + loss, compiled so that model.save keeps the optimiser state."""
     tf.config.experimental.enable_op_determinism()
     model = keras_model.build(spec, cfg.seed)
+    init = initial.start_keras(model, spec, cfg.init, cfg.seed)  # torch's init, by default
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=cfg.adam_eps)
+    # torch.optim.Adam's update (train/keras_match.py); CosineDecay evaluated at the step
+    # count before the update gives CosineAnnealingLR's learning rate at every step.
+    optimizer = TorchAdam(learning_rate=schedule, epsilon=cfg.adam_eps)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"])
-    run_dir, history = record.start(cfg, spec, splits.train.class_names)
-    if history:
+    run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
+    if history:  # resume: the checkpoint's weights replace the init
         model = keras.models.load_model(run_dir / WEIGHTS)
     return model, run_dir, history
 
 
-def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
+def train(
+    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
     with tf.device(device):
         model, run_dir, history = build(cfg, splits, spec)
 
-        @tf.function
+        @tf.function(reduce_retracing=True)  # as model.fit: one trace for every batch size
         def step_fn(images, labels):
             return train_step(model, images, labels)
 
+        on_step = on_step or (lambda model: None)
+        on_step(model)  # before the first step
         for epoch in range(len(history), cfg.last_epoch()):
             started = time.perf_counter()
             reseed(model, cfg.seed, epoch)
-            loss, accuracy, seen = train_epoch(cfg, step_fn, splits.train, epoch)
+            loss, accuracy, seen = train_epoch(cfg, model, step_fn, splits.train, epoch, on_step)
             val = evaluate(model, splits.val)
             record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
             save(run_dir, model)
@@ -69,12 +77,19 @@ def reseed(model: keras.Model, seed: int, epoch: int) -> None:
     (A saved .keras file does not keep the dropout layers' seed-generator state.)"""
     drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     for i, layer in enumerate(drops):
+        if layer.rate == 0:  # --dropout 0: Keras gives the layer no seed generator
+            continue
         state = layer.seed_generator.state
         state.assign(np.array([seed * 100_003 + epoch * 101 + i, 0], dtype=state.dtype))
 
 
 def train_epoch(
-    cfg: TrainConfig, step_fn: Callable, split: data.Dataset, epoch: int
+    cfg: TrainConfig,
+    model: keras.Model,
+    step_fn: Callable,
+    split: data.Dataset,
+    epoch: int,
+    on_step: Callable,
 ) -> tuple[float, float, int]:
     total_loss = 0.0
     total_correct = 0
@@ -85,6 +100,7 @@ def train_epoch(
     for idx in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
         labels = split.labels[idx]
         loss, logits = step_fn(split.images[idx], labels)
+        on_step(model)
         total_loss += float(loss) * len(idx)
         total_correct += int((np.argmax(logits, 1) == labels).sum())
         seen += len(idx)

@@ -17,8 +17,11 @@ METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 
 
-def start(cfg: TrainConfig, spec: CNNSpec, labels: list[str]) -> tuple[Path, list[dict]]:
-    """Create the run folder (or reopen it to resume); return it and the epochs done so far."""
+def start(
+    cfg: TrainConfig, spec: CNNSpec, labels: list[str], init: dict
+) -> tuple[Path, list[dict]]:
+    """Create the run folder (or reopen it to resume); return it and the epochs done so far.
+    init: train.initial's record of the initial weights (source, drawn_by, sha256)."""
     run_dir = cfg.run_dir()
     history: list[dict] = []
     if cfg.resume:
@@ -32,6 +35,11 @@ def start(cfg: TrainConfig, spec: CNNSpec, labels: list[str]) -> tuple[Path, lis
                 f"cannot resume {run_dir}: it was trained with a different spec or data; "
                 "drop --resume to start again"
             )
+        if saved.get("init") != init:
+            raise SystemExit(
+                f"cannot resume {run_dir}: it started from other initial weights "
+                f"({saved.get('init')}, this run's: {init}); drop --resume to start again"
+            )
         history = json.loads((run_dir / METRICS_FILE).read_text())["epochs"]
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
@@ -43,6 +51,7 @@ def start(cfg: TrainConfig, spec: CNNSpec, labels: list[str]) -> tuple[Path, lis
             # what data.load needs to rebuild the exact split (synthetic data only)
             "synthetic": {"n": cfg.synthetic_samples, "num_classes": cfg.synthetic_classes},
             "spec": spec.to_dict(),
+            "init": init,
         },
     )
     tmp = run_dir / f".{LABELS_FILE}.tmp"
@@ -92,7 +101,9 @@ def end_epoch(
 
 
 def write_metrics(cfg: TrainConfig, history: list[dict], extra: dict) -> dict:
-    metrics = {"trainer": cfg.trainer, "epochs": history, **extra}
+    # The init as start() recorded it, so that metrics.json stands on its own.
+    init = json.loads((cfg.run_dir() / SPEC_FILE).read_text())["init"]
+    metrics = {"trainer": cfg.trainer, "init": init, "epochs": history, **extra}
     write_json_atomic(cfg.run_dir() / METRICS_FILE, metrics)
     return metrics
 

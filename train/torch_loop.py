@@ -4,13 +4,14 @@ functions, in the same order, with the same log line."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from train import data, record, torch_model
+from train import data, initial, record, torch_model
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["torch"]]
@@ -34,11 +35,15 @@ def check_flags(cfg: TrainConfig, device: torch.device) -> None:
         )
 
 
-def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
+def train(
+    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+) -> dict:
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     check_flags(cfg, device)
-    model = torch_model.build(spec, cfg.seed).to(device)
+    net = torch_model.build(spec, cfg.seed)
+    init = initial.start_torch(net, cfg.init, cfg.seed)  # the Keras trainers start here too
+    model = net.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
@@ -46,8 +51,8 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=steps_per_epoch * cfg.epochs
     )
-    run_dir, history = record.start(cfg, spec, splits.train.class_names)
-    if history:
+    run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
+    if history:  # resume: the checkpoint's weights replace the init
         state = torch.load(run_dir / WEIGHTS, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -55,11 +60,13 @@ def train(cfg: TrainConfig, splits: data.Splits, spec: CNNSpec) -> dict:
     # The whole split lives on the device: no host->device copy inside the loop.
     train_x, train_y = to_device(splits.train, device)
     val_x, val_y = to_device(splits.val, device)
+    on_step = on_step or (lambda model: None)
+    on_step(model)  # before the first step
     for epoch in range(len(history), cfg.last_epoch()):
         started = time.perf_counter()
         reseed(cfg.seed, epoch)
         loss, accuracy, seen = train_epoch(
-            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device
+            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device, on_step
         )
         val = evaluate(cfg, model, val_x, val_y, device)
         record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
@@ -82,6 +89,7 @@ def train_epoch(
     labels: torch.Tensor,
     epoch: int,
     device: torch.device,
+    on_step: Callable,
 ) -> tuple[float, float, int]:
     model.train()
     total_loss = torch.zeros((), device=device)
@@ -94,6 +102,7 @@ def train_epoch(
         idx = torch.as_tensor(idx, device=device)
         loss, logits = train_step(cfg, model, optimizer, images[idx], labels[idx], device)
         scheduler.step()
+        on_step(model)
         # Accumulate on device; one sync per epoch instead of one per step.
         total_loss += loss.detach() * len(idx)
         total_correct += (logits.argmax(1) == labels[idx]).sum()

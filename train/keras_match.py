@@ -1,0 +1,72 @@
+"""Keras' Adam and BatchNormalization with PyTorch's arithmetic, so the three trainers take
+the same steps from the same weights.
+
+PyTorch is the reference; Keras adapts through its documented extension points
+(`Optimizer.update_step`, `Layer.call`). The differences found, each checked on a toy
+problem before it was matched (README, "One init, three loops, one trajectory"):
+
+- Adam epsilon. torch: `p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`. Keras:
+  `p -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)`, i.e. epsilon divided by sqrt(bc2)
+  (bc = 1 - beta**t): 32x torch's at step 1. `TorchAdam` computes torch's update, in
+  torch's order of operations.
+- BatchNorm running variance. torch updates it with the unbiased batch variance
+  (x n / (n - 1)), Keras with the biased one; both normalise with the biased one.
+  `TorchBatchNorm` updates with the unbiased variance. Inference is Keras' own code, so
+  every export and the exact weight transfer are unchanged.
+
+Both are registered, so a saved .keras file loads wherever this module is imported
+(train.keras_model imports it).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="tandem")
+class TorchAdam(keras.optimizers.Adam):
+    """Adam whose update is torch.optim.Adam's (amsgrad and weight decay not offered)."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        bias_correction1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
+        bias_correction2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        # torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, ...)
+        self.assign(m, m + (gradient - m) * (1 - self.beta_1))
+        self.assign(v, v * self.beta_2 + gradient * gradient * (1 - self.beta_2))
+        # torch: denom = sqrt(v) / sqrt(bc2) + eps; param.addcdiv_(m, denom, -lr / bc1)
+        denom = ops.sqrt(v) / ops.sqrt(bias_correction2) + self.epsilon
+        self.assign_sub(variable, (lr / bias_correction1) * (m / denom))
+
+
+@keras.saving.register_keras_serializable(package="tandem")
+class TorchBatchNorm(layers.BatchNormalization):
+    """BatchNormalization whose moving variance follows torch's running_var: updated with
+    the unbiased batch variance. Training normalises with the biased one, as both do."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        inputs = ops.cast(inputs, "float32")
+        mean, variance = self._moments(inputs, None)
+        n = ops.cast(ops.size(inputs) // inputs.shape[-1], inputs.dtype)  # values per channel
+        unbiased = variance * (n / (n - 1))
+        keep, new = self.momentum, 1.0 - self.momentum
+        self.moving_mean.assign(self.moving_mean * keep + mean * new)
+        self.moving_variance.assign(self.moving_variance * keep + unbiased * new)
+        outputs = ops.batch_normalization(
+            inputs,
+            mean,
+            variance,
+            axis=self.axis,
+            offset=self.beta,
+            scale=self.gamma,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
