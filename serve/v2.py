@@ -128,16 +128,38 @@ def pixels(images: np.ndarray, what: str) -> np.ndarray:
     return images
 
 
-def _from_json(data: object, shape: list[int], count: int, name: str) -> np.ndarray:
-    values = numbers(data, f"input {name}: data")
-    if values.size != count:
-        raise ProtocolError(
-            f"input {name}: {values.size} values in data, shape {shape} needs {count}"
-        )
-    return values.reshape(shape)
+def check_input(name: object, datatype: object, shape: object, sig: Signature) -> list[int]:
+    """The input tensor's name, datatype and shape as declared, for REST and gRPC alike."""
+    if name != sig.input_name:
+        raise ProtocolError(f"unknown input {shown(name)}; the model's input is {sig.input_name!r}")
+    if datatype != "FP32":
+        raise ProtocolError(f"input {name}: datatype {shown(datatype)}, the model takes FP32")
+    return _shape(shape, name)
 
 
-def _from_binary(body: bytes, start: int, size: object, shape: list[int], name: str) -> np.ndarray:
+def decode(data: object, shape: list[int], name: str, where: str = "data") -> np.ndarray:
+    """Tensor contents -> float32 images of `shape`, pixels checked, for REST and gRPC alike.
+    `data` is raw little-endian FP32 (bytes or memoryview) or a (nested) list of numbers."""
+    count = math.prod(shape)
+    if isinstance(data, bytes | memoryview):
+        if len(data) != 4 * count:
+            raise ProtocolError(
+                f"input {name}: {len(data)} bytes in {where}, shape {shape} needs "
+                f"{4 * count} (FP32)"
+            )
+        images = np.frombuffer(data, "<f4", count).reshape(shape)
+    else:
+        images = numbers(data, f"input {name}: {where}")
+        if images.size != count:
+            raise ProtocolError(
+                f"input {name}: {images.size} values in {where}, shape {shape} needs {count}"
+            )
+        images = images.reshape(shape)
+    return pixels(images, f"input {name}")
+
+
+def _binary(body: bytes, start: int, size: object, shape: list[int], name: str) -> memoryview:
+    """The binary tensor's bytes, once its declared size fits its shape and the body."""
     count = math.prod(shape)
     if type(size) is not int or size != 4 * count:
         raise ProtocolError(
@@ -151,7 +173,7 @@ def _from_binary(body: bytes, start: int, size: object, shape: list[int], name: 
             f"input {name}: binary data {problem}: expected {size} bytes after the "
             f"{start}-byte JSON header, got {have}"
         )
-    return np.frombuffer(body, np.float32, count, start).reshape(shape)
+    return memoryview(body)[start:]
 
 
 def header_end(body: bytes, header_length: bytes | None) -> int:
@@ -176,25 +198,18 @@ def parse_request(body: bytes, header_length: bytes | None, sig: Signature) -> R
         raise ProtocolError(f"inputs must be a list holding the one input {sig.input_name!r}")
     tensor = _dict(inputs[0], "input")
     name = tensor.get("name")
-    if name != sig.input_name:
-        raise ProtocolError(f"unknown input {shown(name)}; the model's input is {sig.input_name!r}")
-    if tensor.get("datatype") != "FP32":
-        raise ProtocolError(
-            f"input {name}: datatype {shown(tensor.get('datatype'))}, the model takes FP32"
-        )
-    shape = _shape(tensor.get("shape"), name)
+    shape = check_input(name, tensor.get("datatype"), tensor.get("shape"), sig)
     size = _dict(tensor.get("parameters"), "input parameters").get("binary_data_size")
     if size is not None:
         if "data" in tensor:
             raise ProtocolError(f"input {name} has both data and binary_data_size")
-        images = _from_binary(body, end, size, shape, name)
+        images = decode(_binary(body, end, size, shape, name), shape, name, "binary data")
     elif end != len(body):
         raise ProtocolError(f"{len(body) - end} bytes after the JSON header, no binary input")
     elif "data" not in tensor:
         raise ProtocolError(f"input {name} has neither data nor parameters.binary_data_size")
     else:
-        images = _from_json(tensor["data"], shape, math.prod(shape), name)
-    pixels(images, f"input {name}")
+        images = decode(tensor["data"], shape, name)
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError(f"id must be a string, got {shown(request_id)}")
