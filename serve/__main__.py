@@ -25,6 +25,7 @@ HELP = {
     "repository": "model repository: one <trainer>.<format>/ folder per variant",
     "host": "address to bind; keep 127.0.0.1 unless the server should be reachable",
     "port": "TCP port",
+    "grpc_port": "TCP port for KServe V2 gRPC on the same --host; 0 leaves gRPC off",
     "max_batch": "dynamic batching: most images per runtime call (1 turns batching off); "
     "capped by each variant's config.pbtxt max_batch_size",
     "max_delay_ms": "dynamic batching: longest a request waits for others still arriving",

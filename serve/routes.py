@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 import harness
-from serve import images, models, tfserving, v2
+from serve import grpc_api, images, models, tfserving, v2
 from serve.batching import QueueFull
 from serve.dataplane import BodyTimeout, BodyTooLarge
 from serve.metrics import render
@@ -44,7 +44,8 @@ def control_app(server: Server) -> FastAPI:
     async def lifespan(app: FastAPI):
         # Live at once, ready when every variant has loaded and passed its check.
         threading.Thread(target=server.load_all, name="load-variants", daemon=True).start()
-        yield
+        async with grpc_api.running(server):  # stopped before the batchers close
+            yield
         server.close()
 
     app = FastAPI(title="tandem", lifespan=lifespan, docs_url="/docs", redoc_url=None)

@@ -44,6 +44,7 @@ class ServeConfig:
     repository: Path = MODEL_REPOSITORY
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int = 0  # 0: no gRPC (serve/grpc_api.py)
     max_batch: int = MAX_BATCH_SIZE  # capped by each variant's max_batch_size
     max_delay_ms: float = 2.0
     threads: int = 1
