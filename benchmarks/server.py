@@ -5,9 +5,10 @@
 Each server runs in a subprocess pinned to core 0 (taskset) and this load generator
 (aiohttp; httpx saturates its own core near 500 req/s) on core 1, so neither steals the
 other's CPU. Reports req/s and p50/p99 latency at c=1 and c=16 with batching on (the
-defaults) and off (--max-batch 1), hence batching's gain; then a bounded load run
-(`--load-requests` at c=32: errors, server RSS growth). Every loop is bounded in count
-and time. Writes artifacts/reports/serve_bench.json.
+defaults) and off (--max-batch 1), hence batching's gain; KServe V2 gRPC (grpc.aio
+stubs, one channel) against the batching server, beside its HTTP figures; then a bounded
+load run (`--load-requests` at c=32: errors, server RSS growth). Every loop is bounded in
+count and time. Writes artifacts/reports/serve_bench.json.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import grpc_load
 from train.config import MODEL_REPOSITORY, REPORTS, write_json_atomic
 
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -95,9 +98,19 @@ def v2_binary(images: np.ndarray) -> tuple[bytes, dict]:
     return text + images.tobytes(), {"Inference-Header-Content-Length": str(len(text))}
 
 
-async def load(
-    session, url: str, body: bytes, headers: dict, concurrency: int, requests: int, seconds: float
-) -> dict:
+Send = Callable[[], Awaitable[bool]]  # one request; True when answered OK
+
+
+def http_sender(session, url: str, body: bytes, headers: dict) -> Send:
+    async def send() -> bool:
+        async with session.post(url, data=body, headers=headers) as r:
+            await r.read()
+            return r.status == 200
+
+    return send
+
+
+async def load(send: Send, concurrency: int, requests: int, seconds: float) -> dict:
     """`concurrency` workers send until `requests` are sent or `seconds` pass."""
     latencies, errors = [], 0
     sent = 0
@@ -108,10 +121,8 @@ async def load(
         while sent < requests and time.perf_counter() < deadline:
             sent += 1
             t0 = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    errors += 1
+            if not await send():
+                errors += 1
             latencies.append(time.perf_counter() - t0)
 
     started = time.perf_counter()
@@ -133,13 +144,15 @@ async def measure(args) -> dict:
     work on the machine can only slow a round down, and it hits both configurations."""
     import aiohttp
 
+    grpc_port = free_port()
     servers = {
-        "batching": Served(args.repository, args.model),
+        "batching": Served(args.repository, args.model, "--grpc-port", str(grpc_port)),
         "no_batching": Served(args.repository, args.model, "--max-batch", "1"),
     }
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
-    best: dict[str, dict] = {name: {} for name in servers}
+    best: dict[str, dict] = {name: {} for name in [*servers, "grpc"]}
+    channel = grpc_load.channel(f"127.0.0.1:{grpc_port}")
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             for served in servers.values():
@@ -149,22 +162,20 @@ async def measure(args) -> dict:
             images = np.random.default_rng(0).uniform(0, 255, (1, *shape)).astype(np.float32)
             body, headers = v2_binary(images)
             urls = {n: f"{s.url}/v2/models/{args.model}/infer" for n, s in servers.items()}
-            for url in urls.values():
-                await load(session, url, body, headers, 16, 2000, 2.0)  # warm-up
+            senders = {n: http_sender(session, url, body, headers) for n, url in urls.items()}
+            senders["grpc"] = grpc_load.sender(channel, args.model, images)
+            for send in senders.values():
+                await load(send, 16, 2000, 2.0)  # warm-up
             for _ in range(args.rounds):
-                for name, url in urls.items():
+                for name, send in senders.items():
                     for concurrency in (1, 16):
-                        run = await load(
-                            session, url, body, headers, concurrency, 10**9, args.seconds
-                        )
+                        run = await load(send, concurrency, 10**9, args.seconds)
                         key = f"c{concurrency}"
                         if run["req_per_s"] > best[name].get(key, {}).get("req_per_s", 0):
                             best[name][key] = run
             pid = servers["batching"].proc.pid
             before = rss_kib(pid)
-            run = await load(
-                session, urls["batching"], body, headers, 32, args.load_requests, 300.0
-            )
+            run = await load(senders["batching"], 32, args.load_requests, 300.0)
             after = rss_kib(pid)
             best["batching"]["load_c32"] = run | {
                 "rss_before_mib": round(before / 1024, 1),
@@ -173,6 +184,7 @@ async def measure(args) -> dict:
             }
             return best
     finally:
+        await channel.close()
         for served in servers.values():
             served.stop()
 
@@ -205,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     report |= asyncio.run(measure(args))
     on, off = report["batching"]["c16"]["req_per_s"], report["no_batching"]["c16"]["req_per_s"]
     report["batching_gain_c16"] = round(on / off, 3)
+    for c in ("c1", "c16"):  # same server, same rounds: the ratio is what contention spares
+        ratio = report["grpc"][c]["req_per_s"] / report["batching"][c]["req_per_s"]
+        report[f"grpc_vs_http_{c}"] = round(ratio, 3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)
     print(json.dumps(report, indent=2))
