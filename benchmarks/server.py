@@ -6,9 +6,10 @@ Each server runs in a subprocess pinned to core 0 (taskset) and this load genera
 (aiohttp; httpx saturates its own core near 500 req/s) on core 1, so neither steals the
 other's CPU. Reports req/s and p50/p99 latency at c=1 and c=16 with batching on (the
 defaults) and off (--max-batch 1), hence batching's gain; KServe V2 gRPC (grpc.aio
-stubs, one channel) against the batching server, beside its HTTP figures; then a bounded
-load run (`--load-requests` at c=32: errors, server RSS growth). Every loop is bounded in
-count and time. Writes artifacts/reports/serve_bench.json.
+stubs, one channel) against the batching server, beside its HTTP figures; the server's
+CPU time per request with each; then a bounded load run (`--load-requests` at c=32:
+errors, server RSS growth). Every loop is bounded in count and time. Writes
+artifacts/reports/serve_bench.json.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far. Per request, it is a cost that other
+    work on a shared machine moves far less than it moves req/s."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Served:
@@ -166,10 +174,16 @@ async def measure(args) -> dict:
             senders["grpc"] = grpc_load.sender(channel, args.model, images)
             for send in senders.values():
                 await load(send, 16, 2000, 2.0)  # warm-up
+            pids = {n: s.proc.pid for n, s in servers.items()} | {
+                "grpc": servers["batching"].proc.pid
+            }
             for _ in range(args.rounds):
                 for name, send in senders.items():
                     for concurrency in (1, 16):
+                        used = cpu_seconds(pids[name])
                         run = await load(send, concurrency, 10**9, args.seconds)
+                        used = cpu_seconds(pids[name]) - used
+                        run["server_cpu_us_per_request"] = round(used / run["requests"] * 1e6)
                         key = f"c{concurrency}"
                         if run["req_per_s"] > best[name].get(key, {}).get("req_per_s", 0):
                             best[name][key] = run
