@@ -2,6 +2,7 @@
 
 python -m serve                                   # artifacts/model_repository on 127.0.0.1:8000
 python -m serve --repository /tmp/repo --port 8080 --max-batch 64 --max-delay-ms 2
+python -m serve --grpc-port 8001                  # KServe V2 gRPC beside HTTP
 TANDEM_CONTROL_TOKEN=... python -m serve --model-control explicit   # load/unload allowed
 """
 
