@@ -21,10 +21,13 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 import harness
+from serve import grpc_api, v2
+from serve.batching import QueueFull
 
 pytestmark = pytest.mark.slow  # needs the exported repository and live servers
 BATCH = 7
 LIMIT_MB = 1
+INFLIGHT_MB = 0.5  # a single message between the two limits is over the in-flight cap
 MODEL = "torch.onnx"
 Code = grpc.StatusCode
 
@@ -39,9 +42,8 @@ def start(repo, log, *flags: str) -> tuple[Live, str]:
 def live(serve_root, tmp_path_factory):
     log = tmp_path_factory.mktemp("grpc") / "server.log"
     golden = str(serve_root / "golden.npz")
-    server, target = start(
-        serve_root / "repo", log, "--golden", golden, "--max-body-mb", str(LIMIT_MB)
-    )
+    limits = ["--max-body-mb", str(LIMIT_MB), "--max-inflight-mb", str(INFLIGHT_MB)]
+    server, target = start(serve_root / "repo", log, "--golden", golden, *limits)
     server.target = target
     with server:
         yield server
@@ -191,6 +193,7 @@ CASES = [
     ("unknown-model", request(model="nope"), Code.NOT_FOUND, "unknown model"),
     ("unknown-version", request(model_version="2"), Code.NOT_FOUND, "no version"),
     ("over-limit", request(np.ones((LIMIT_MB * 2**20 // 256 + 1, 8, 8, 1), np.float32)), Code.RESOURCE_EXHAUSTED, "larger than max"),
+    ("over-inflight", request(np.ones((int(INFLIGHT_MB * 2**20) // 256 + 1, 8, 8, 1), np.float32)), Code.UNAVAILABLE, "bytes of gRPC requests in flight"),
 ]  # fmt: skip
 
 
@@ -200,6 +203,23 @@ def test_malformed_request_gets_a_status_naming_the_problem(stub, message, code,
         stub.ModelInfer(message, timeout=30)
     assert e.value.code() == code, e.value.details()
     assert words in e.value.details(), e.value.details()
+
+
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (v2.ProtocolError("bad"), Code.INVALID_ARGUMENT),
+        (v2.ProtocolError("gone", 404), Code.NOT_FOUND),
+        (v2.ProtocolError("big", 413), Code.RESOURCE_EXHAUSTED),
+        (v2.ProtocolError("loading", 503), Code.UNAVAILABLE),
+        (harness.ContractError("shape"), Code.INVALID_ARGUMENT),
+        (QueueFull("full"), Code.UNAVAILABLE),
+        (RuntimeError("runtime"), Code.INTERNAL),
+    ],
+    ids=["400", "404", "413", "503", "contract", "queue-full", "runtime"],
+)
+def test_errors_map_to_the_http_status_and_its_code(error, code):
+    assert grpc_api.code_of(grpc_api.status_of(error)) == code
 
 
 def test_tritonclient_sees_the_status(client):
