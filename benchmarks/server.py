@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,7 +60,8 @@ class Served:
 
     def __init__(self, repository: Path, model: str, *flags: str) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-repo-")
-        (Path(self.tmp.name) / model).symlink_to((repository / model).resolve())
+        # A copy: the server refuses a variant folder that links outside its repository.
+        shutil.copytree(repository / model, Path(self.tmp.name) / model)
         self.port = free_port()
         cmd = [sys.executable, "-m", "serve", "--repository", self.tmp.name]
         cmd += ["--port", str(self.port), "--golden", "none", *flags]
