@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,7 +187,9 @@ class Server:
             if self.json_codec is None:
                 # spawn, not fork: forking a process that runs runtime threads is unsafe.
                 context = multiprocessing.get_context("spawn")
-                self.json_codec = ProcessPoolExecutor(CODEC_WORKERS, mp_context=context)
+                self.json_codec = ProcessPoolExecutor(
+                    CODEC_WORKERS, mp_context=context, initializer=follow_parent
+                )
                 warm = [self.json_codec.submit(v2.load_json, b"0", "") for _ in range(2)]
                 for future in warm:
                     future.result()
@@ -202,6 +206,19 @@ class Server:
         for servable in self.models.values():
             if servable.batcher is not None:
                 servable.batcher.close()
+
+
+def follow_parent() -> None:
+    """In a codec worker: exit when the server is gone. A server killed with SIGKILL gives
+    its pool no chance to stop the workers, and they would wait for work forever."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def create_app(config: ServeConfig):

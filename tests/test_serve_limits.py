@@ -300,3 +300,25 @@ def test_a_client_gone_mid_body_is_one_log_line(pair, tmp_path):
         log = server.log.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert log.count("client went away") == 2, log[-3000:]
+
+
+def test_codec_workers_end_with_a_killed_server(pair, tmp_path):
+    """SIGKILL gives the server no chance to stop its JSON worker processes: they notice
+    their parent is gone and exit, instead of waiting for work forever."""
+    with Live(pair, "--golden", "none", log=tmp_path / "log") as server:
+        workers = children(server.proc.pid)
+        assert workers, "the JSON workers start before the server is ready"
+        server.proc.kill()
+        server.proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(running(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(running(p) for p in workers)
+
+
+def running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
