@@ -34,13 +34,6 @@ def infer_target(path: str) -> tuple[str, str | None]:
     return name, version if sep else None
 
 
-class Busy(v2.ProtocolError):
-    """Over a capacity limit for now: 503 with Retry-After."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 503)
-
-
 async def read_body(receive, limit: int, timeout: float) -> bytes:
     """The whole body, or 413 past `limit` bytes, or 408 past `timeout` seconds (a client
     that trickles its body must not hold a connection, memory or shutdown forever)."""
@@ -114,10 +107,9 @@ class App:
 
     def __init__(self, server: Server, control) -> None:
         self.server, self.control = server, control
-        self.inflight = 0  # bytes of request bodies admitted and not yet answered
 
     def admit(self, headers: dict) -> int:
-        """Reserve the declared body size against the server-wide cap; 503 when full."""
+        """Reserve the declared body size against the server-wide cap; 413 or 503."""
         config = self.server.config
         try:
             declared = int(headers.get(b"content-length", 0))
@@ -125,13 +117,7 @@ class App:
             raise v2.ProtocolError("Content-Length is not a number") from None
         if declared > config.max_body:
             raise v2.ProtocolError(f"request body over the {config.max_body}-byte limit", 413)
-        if declared and self.inflight + declared > config.max_inflight:
-            raise Busy(
-                f"the server holds {self.inflight} bytes of requests in flight, its limit is "
-                f"{config.max_inflight}: retry shortly"
-            )
-        self.inflight += declared
-        return declared
+        return self.server.admit(declared)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -155,7 +141,7 @@ class App:
             receive = limited(receive, config.max_body, config.body_timeout_s)
             await self.control(scope, receive, send)
         finally:
-            self.inflight -= held
+            self.server.release(held)
 
     async def infer(self, scope, receive, send) -> None:
         started = time.perf_counter()
@@ -209,7 +195,7 @@ class App:
             message = self.server.public(f"inference failed: {type(e).__name__}: {e}")
             status, payload = 500, v2.error_body(message)
         finally:
-            self.inflight -= held
+            self.server.release(held)
         # After a 408 the client is too slow to be worth keeping. After an early 413 or 503
         # the connection stays: uvicorn discards the unread body, and the client gets to
         # read the answer instead of a broken pipe.

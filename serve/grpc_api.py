@@ -8,7 +8,7 @@ The messages and the servicer base come compiled with tritonclient (`service_pb2
 proto is compiled here; the methods this class leaves out answer UNIMPLEMENTED. Requests
 go through the same `Server` as HTTP: the same readiness, batcher, checks, metrics
 (protocol "grpc", errors counted under the HTTP status they map from) and limits: message
-size (--max-body-mb), bytes in flight (--max-inflight-mb, counted apart from HTTP's), calls
+size (--max-body-mb), bytes in flight (--max-inflight-mb, one budget with HTTP), calls
 at once (--max-connections, as HTTP/1.1 serves one request per connection at a time), the
 model's queue (--max-queue) and the shutdown grace (--shutdown-grace-s).
 
@@ -159,18 +159,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.inflight = 0  # bytes of ModelInfer requests received and not yet answered
 
     def admit(self, size: int) -> int:
-        limit = self.server.config.max_inflight
-        if self.inflight + size > limit:
-            raise v2.ProtocolError(
-                f"the server holds {self.inflight} bytes of gRPC requests in flight, its "
-                f"limit is {limit}: retry shortly",
-                503,
-            )
-        self.inflight += size
-        return size
+        return self.server.admit(size)  # one budget with HTTP
 
     @answered
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
@@ -244,7 +235,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             stats.request("grpc", time.perf_counter() - started, status_of(e))
             raise
         finally:
-            self.inflight -= held
+            self.server.release(held)
         stats.request("grpc", time.perf_counter() - started, 200)
         return answer
 

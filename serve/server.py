@@ -89,6 +89,7 @@ class Server:
         self.unknown = ModelStats()
         self.codec = ThreadPoolExecutor(CODEC_WORKERS, thread_name_prefix="codec")
         self.json_codec: ProcessPoolExecutor | None = None  # started by load_all
+        self.inflight = 0  # bytes of request bodies admitted and not yet answered, any protocol
         self.lock = threading.Lock()
         self.loaded = threading.Event()
         self.metrics = registry(
@@ -170,6 +171,22 @@ class Server:
         if not servable.ready:
             raise v2.ProtocolError(f"model {name} is not ready: {servable.reason}", 503)
         return servable
+
+    def admit(self, size: int) -> int:
+        """Reserve `size` bytes of request body against the server-wide cap (HTTP and gRPC
+        alike); `release` them once answered. 503 when the cap would be passed."""
+        limit = self.config.max_inflight
+        if size and self.inflight + size > limit:
+            raise v2.ProtocolError(
+                f"the server holds {self.inflight} bytes of requests in flight, its limit is "
+                f"{limit}: retry shortly",
+                503,
+            )
+        self.inflight += size
+        return size
+
+    def release(self, size: int) -> None:
+        self.inflight -= size
 
     async def offload(self, size: int, fn, *args, json: bool = False):
         """fn(*args), off the event loop when `size` bytes make it slow: in a thread, or

@@ -193,7 +193,7 @@ CASES = [
     ("unknown-model", request(model="nope"), Code.NOT_FOUND, "unknown model"),
     ("unknown-version", request(model_version="2"), Code.NOT_FOUND, "no version"),
     ("over-limit", request(np.ones((LIMIT_MB * 2**20 // 256 + 1, 8, 8, 1), np.float32)), Code.RESOURCE_EXHAUSTED, "larger than max"),
-    ("over-inflight", request(np.ones((int(INFLIGHT_MB * 2**20) // 256 + 1, 8, 8, 1), np.float32)), Code.UNAVAILABLE, "bytes of gRPC requests in flight"),
+    ("over-inflight", request(np.ones((int(INFLIGHT_MB * 2**20) // 256 + 1, 8, 8, 1), np.float32)), Code.UNAVAILABLE, "bytes of requests in flight"),
 ]  # fmt: skip
 
 
