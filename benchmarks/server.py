@@ -8,8 +8,9 @@ other's CPU. Reports req/s and p50/p99 latency at c=1 and c=16 with batching on 
 defaults) and off (--max-batch 1), hence batching's gain; KServe V2 gRPC (grpc.aio
 stubs, one channel) against the batching server, beside its HTTP figures; the server's
 CPU time per request with each; then a bounded load run (`--load-requests` at c=32:
-errors, server RSS growth). Every loop is bounded in count and time. Writes
-artifacts/reports/serve_bench.json.
+errors, server RSS growth). `--against DIR` also runs the server of another checkout (a
+git worktree of an older commit, say) in the same rounds: a change's cost, side by side.
+Every loop is bounded in count and time. Writes artifacts/reports/serve_bench.json.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def cpu_seconds(pid: int) -> float:
 class Served:
     """`python -m serve` on a repository holding only `model`, pinned to one core."""
 
-    def __init__(self, repository: Path, model: str, *flags: str) -> None:
+    def __init__(
+        self, repository: Path, model: str, *flags: str, source: Path | None = None
+    ) -> None:
+        """`source`: another checkout whose server to run instead of this one's (its
+        `serve` package first on the path), to compare two versions side by side."""
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-repo-")
         # A copy: the server refuses a variant folder that links outside its repository.
         shutil.copytree(repository / model, Path(self.tmp.name) / model)
@@ -66,7 +71,10 @@ class Served:
         cmd = [sys.executable, "-m", "serve", "--repository", self.tmp.name]
         cmd += ["--port", str(self.port), "--golden", "none", *flags]
         pin = ["taskset", "-c", str(SERVER_CORE)] if os.cpu_count() > 1 else []
-        self.proc = subprocess.Popen(pin + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env = os.environ | ({"PYTHONPATH": str(source)} if source else {})
+        self.proc = subprocess.Popen(
+            pin + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=source, env=env
+        )
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def wait_ready(self, session, timeout: float = 120.0) -> None:
@@ -159,6 +167,8 @@ async def measure(args) -> dict:
         "batching": Served(args.repository, args.model, "--grpc-port", str(grpc_port)),
         "no_batching": Served(args.repository, args.model, "--max-batch", "1"),
     }
+    if args.against:
+        servers["against"] = Served(args.repository, args.model, source=args.against)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
     best: dict[str, dict] = {name: {} for name in [*servers, "grpc"]}
@@ -223,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=REPORTS / "serve_bench.json", help="report file"
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout (e.g. a git worktree of an older commit) whose server runs "
+        "beside this one's, defaults for both, in the same alternating rounds",
+    )
     args = parser.parse_args(argv)
     if not (args.repository / args.model).is_dir():
         print(f"no variant {args.model} in {args.repository}: run `make export`", file=sys.stderr)
@@ -236,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     for c in ("c1", "c16"):  # same server, same rounds: the ratio is what contention spares
         ratio = report["grpc"][c]["req_per_s"] / report["batching"][c]["req_per_s"]
         report[f"grpc_vs_http_{c}"] = round(ratio, 3)
+    if args.against:  # this checkout's server over the other's, V2 binary, batching on
+        report["against"] |= {"source": str(args.against)}
+        for c in ("c1", "c16"):
+            ratio = report["batching"][c]["req_per_s"] / report["against"][c]["req_per_s"]
+            report[f"this_vs_against_{c}"] = round(ratio, 3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)
     print(json.dumps(report, indent=2))
