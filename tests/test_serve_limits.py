@@ -130,13 +130,20 @@ def test_a_huge_request_does_not_stall_other_models(pair, tmp_path):
     as one call, sometimes on the loop)."""
 
     body, headers = v2_body(MAX_IMAGES)
+    seen = []  # (worst at rest, worst meanwhile) per attempt
     with Live(pair, "--golden", "none", log=tmp_path / "log") as server:
-        before, meanwhile, answers = asyncio.run(during(server.url, body, headers, 1))
-    assert answers == [(200, None)]
-    assert len(meanwhile) > 20, "the small clients were not served while it ran"
-    # 100 ms over the worst latency the same clients saw at rest a moment before: on a
-    # quiet machine that is ~10 ms; on a busy one the scheduler's delays are not the server's.
-    assert max(meanwhile) < 0.1 + max(before), (max(before), max(meanwhile))
+        # Up to 3 attempts: a server that blocks its loop does so every time (it stalled
+        # for seconds on each try before), while another job's burst on a shared machine
+        # does not repeat on cue.
+        for _ in range(3):
+            before, meanwhile, answers = asyncio.run(during(server.url, body, headers, 1))
+            assert answers == [(200, None)]
+            assert len(meanwhile) > 20, "the small clients were not served while it ran"
+            seen.append((max(before), max(meanwhile)))
+            # 100 ms over the worst latency the same clients saw at rest a moment before
+            if seen[-1][1] < 0.1 + seen[-1][0]:
+                break
+    assert seen[-1][1] < 0.1 + seen[-1][0], seen
 
 
 def test_json_bodies_are_parsed_off_the_loop_and_bounded(pair, tmp_path):
