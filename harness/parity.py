@@ -7,8 +7,9 @@
 Golden set per trainer: the held-out images of the checkpoint's own split (val + test,
 labelled: the model never trained on them) plus seeded uniform-noise images (unlabelled),
 so real and out-of-distribution inputs are both covered. Each row gets a verdict (pass,
-inconclusive, fail) from harness/verdict.py. Writes artifacts/reports/{parity.json,
-parity.md, parity.png, golden.npz}; exits 1 on any fail (with --strict, on inconclusive).
+inconclusive, fail) from harness/verdict.py. Variants come from the model repository and the
+edge root beside it. Writes artifacts/reports/{parity.json, parity.md, parity.png,
+golden.npz}; exits 1 on any fail (with --strict, on inconclusive).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ import numpy as np
 import harness
 from export import repository
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, VERDICTS, judge
-from train.config import CHECKPOINTS, FORMATS, MODEL_REPOSITORY, PRECISION, REPORTS, TRAINERS
+from train.config import (
+    CHECKPOINTS,
+    FORMATS,
+    MODEL_REPOSITORY,
+    PRECISION,
+    REPORTS,
+    TRAINERS,
+)
 
 GOLDEN_FILE = "golden.npz"
 RANDOM_IMAGES = 64
@@ -131,13 +139,21 @@ def counts(rows: list[dict]) -> dict[str, int]:
     return {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
 
 
-def run(repository_dir: Path, checkpoints: Path, reports: Path, replay: bool = False) -> dict:
-    """Check every variant; write the report. `passed` is false when any row failed."""
+def run(
+    repository_dir: Path,
+    checkpoints: Path,
+    reports: Path,
+    replay: bool = False,
+    edge: Path | None = None,
+) -> dict:
+    """Check every variant of the repository and the edge root (default: beside it); write
+    the report. `passed` is false when any row failed."""
     from harness import report
 
-    found = repository.variants(repository_dir)
+    edge = repository.edge_beside(repository_dir) if edge is None else edge
+    found = repository.variants(repository_dir) | repository.variants(edge)
     if not found:
-        raise SystemExit(f"no variants in {repository_dir}: run `make export` first")
+        raise SystemExit(f"no variants in {repository_dir} or {edge}: run `make export` first")
     present = {repository.read_manifest(p)["trainer"] for p in found.values()}
     trainers = [t for t in TRAINERS if t in present]
     goldens, references = load_or_build(trainers, checkpoints, reports / GOLDEN_FILE, replay)
@@ -191,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository"
     )
+    parser.add_argument(
+        "--edge",
+        type=Path,
+        default=None,
+        help="root of the variants Triton cannot load (default: beside --repository)",
+    )
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="checkpoint root")
     parser.add_argument("--reports", type=Path, default=REPORTS, help="where the report goes")
     parser.add_argument(
@@ -203,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.checkpoint import CheckpointError
 
     try:
-        result = run(args.repository, args.checkpoints, args.reports, args.replay)
+        result = run(args.repository, args.checkpoints, args.reports, args.replay, args.edge)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
