@@ -92,3 +92,13 @@ def serve_root(digits_repo, tmp_path_factory):
     (root / "repo").symlink_to(repo, target_is_directory=True)
     parity.load_or_build(TRAINERS, checkpoints, root / "golden.npz", replay=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_site(digits_repo, tmp_path_factory):
+    """(site folder, {path: bytes}): the static site built from the digits repository with
+    the npm packages of web/package-lock.json (web/node_modules). Read-only."""
+    from web import site
+
+    out = tmp_path_factory.mktemp("site") / "web"
+    return out, site.build(digits_repo[1], out)
