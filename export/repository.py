@@ -80,8 +80,7 @@ def artifact(variant_dir: Path, manifest: dict) -> Path:
 
 
 def home(fmt: str, repository: Path, edge: Path) -> Path:
-    """The root a format's variants are published under: the model repository, or the edge
-    root for what Triton cannot load."""
+    """The root a format's variants are published under (the edge root: no Triton backend)."""
     return Path(edge if fmt in EDGE_FORMATS else repository)
 
 
@@ -98,7 +97,8 @@ def fixed_batch_file(fmt: str, batch: int) -> str:
 
 
 def max_batch_size(manifest: dict) -> int:
-    """config.pbtxt's max_batch_size as the manifest records it (older exports: the default)."""
+    """config.pbtxt's max_batch_size as the manifest records it (older exports: the default;
+    pt2: what `serve` batches, though Triton's config says 0, see PT2_TENSORS)."""
     return int(manifest.get("max_batch_size", MAX_BATCH_SIZE))
 
 
