@@ -69,7 +69,7 @@ web-serve: setup
 bench: setup
 	$(PY) -m benchmarks.harness_overhead $(ARGS)
 	$(PY) -m benchmarks.server
-	@test -f artifacts/web/index.html || echo "note: no artifacts/web (make web): browser timing skipped"
+	@test -f artifacts/web/index.html || echo "note: no artifacts/web (make web): no browser timing"
 	@test ! -f artifacts/web/index.html || $(PY) -m benchmarks.browser
 
 # The web page's test drives Debian's Chromium through playwright (never `playwright

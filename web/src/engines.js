@@ -28,8 +28,8 @@ class OrtEngine {
   }
 
   async run(images, n) {
-    const feeds = { [this.session.inputNames[0]]: new ort.Tensor("float32", images, shape(this.entry, n)) };
-    const outputs = await this.session.run(feeds);
+    const input = new ort.Tensor("float32", images, shape(this.entry, n));
+    const outputs = await this.session.run({ [this.session.inputNames[0]]: input });
     return outputs[this.session.outputNames[0]].data;
   }
 }
