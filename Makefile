@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train export parity serve demo bench lockstep test lint format clean
+.PHONY: setup train export parity serve demo bench lockstep test lint format clean web web-serve web-deps
 
 setup: $(STAMP)
 
@@ -25,7 +25,8 @@ export: setup
 	$(PY) -m export $(ARGS)
 
 # Every variant against the eager model it came from: pass / inconclusive / fail per row;
-# exits non-zero on any fail (ARGS=--strict: on inconclusive too).
+# exits non-zero on any fail (ARGS=--strict: on inconclusive too; ARGS=--browser: the
+# site's in-browser runtimes too, after `make web`).
 parity: setup
 	$(PY) -m harness.parity $(ARGS)
 
@@ -46,9 +47,35 @@ demo: setup
 lockstep: setup
 	$(PY) -m train.lockstep $(ARGS)
 
+# The static site (artifacts/web): the npm packages from the committed lock file (npm ci),
+# then the page, the runtime files it loads, and the repository's ONNX and TFLite variants
+# (exported first when the repository is empty, as on a fresh clone).
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_PORT ?= 8001
+
+$(WEB_DEPS): web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+
+# For the tests: npm (Debian's, when missing and we may), then the packages.
+web-deps:
+	@command -v npm >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends npm; }
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(WEB_DEPS); \
+	else echo "note: no npm; the in-browser tests will be skipped"; fi
+
+web: setup $(WEB_DEPS)
+	@test -n "$$(ls artifacts/model_repository 2>/dev/null)" || $(MAKE) export
+	$(PY) -m web build $(ARGS)
+
+# Any static server works if it sends COOP/COEP (wasm threads); this one does.
+web-serve: setup
+	$(PY) -m web serve --host $(HOST) --port $(WEB_PORT)
+
 bench: setup
 	$(PY) -m benchmarks.harness_overhead $(ARGS)
 	$(PY) -m benchmarks.server
+	@test -f artifacts/web/index.html || echo "note: no artifacts/web (make web): no browser timing"
+	@test ! -f artifacts/web/index.html || $(PY) -m benchmarks.browser
 
 # The web page's test drives Debian's Chromium through playwright (never `playwright
 # install`, which downloads a browser). Installed when missing and we may; else skipped.
@@ -57,7 +84,7 @@ browser:
 		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	@test -x /usr/bin/chromium || echo "note: no /usr/bin/chromium; the browser test will be skipped"
 
-test: setup browser
+test: setup browser web-deps
 	$(PY) -m pytest $(ARGS)
 
 lint: setup
@@ -69,4 +96,4 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf artifacts
+	rm -rf artifacts web/node_modules

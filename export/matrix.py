@@ -30,6 +30,7 @@ from train.config import (
 
 EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
     "torchscript": torch_formats.torchscript,
+    "pt2": torch_formats.pt2,
     "onnx": torch_formats.onnx,
     "onnx-tf": tf_formats.onnx_tf,
     "savedmodel": tf_formats.savedmodel,
@@ -38,6 +39,7 @@ EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
         for f in FORMATS
         if f.startswith("tflite")
     },
+    "pte": torch_formats.pte,
 }
 assert tuple(EXPORTERS) == FORMATS, "one exporter per format, in FORMATS order"
 
@@ -45,12 +47,14 @@ assert tuple(EXPORTERS) == FORMATS, "one exporter per format, in FORMATS order"
 _TF = ("tensorflow", "keras")
 PACKAGES = {
     "torchscript": ("torch",),
+    "pt2": ("torch",),
     "onnx": ("torch", "onnxscript", "onnx", "onnxruntime"),
     "onnx-tf": (*_TF, "tf2onnx", "onnx", "onnxruntime"),
     "savedmodel": _TF,
     "tflite": (*_TF, "ai-edge-litert"),
     "tflite-fp16": (*_TF, "ai-edge-litert"),
     "tflite-int8": (*_TF, "ai-edge-litert"),
+    "pte": ("torch", "executorch"),
 }
 # ...and the framework the checkpoint was trained in, which a transferred model passed through.
 FRAMEWORK_PACKAGES = {"torch": ("torch",), "keras": _TF}
@@ -132,20 +136,28 @@ def export_variant(source: Source, fmt: str, out: Path) -> Result:
 
 
 def export_all(
-    trainers: Sequence[str], formats: Sequence[str], checkpoints: Path, out: Path
+    trainers: Sequence[str],
+    formats: Sequence[str],
+    checkpoints: Path,
+    out: Path,
+    edge: Path | None = None,
 ) -> list[Result]:
-    """Every trainer x format; all checkpoints are found first, so a missing one fails
-    before any work. Raises train.checkpoint.CheckpointError."""
+    """Every trainer x format into the model repository `out`, or into the edge root for
+    what Triton cannot load (default: beside `out`). All checkpoints are found first, so a
+    missing one fails before any work. Raises train.checkpoint.CheckpointError."""
     ckpts = [checkpoint.find(t, checkpoints) for t in trainers]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    repository.clean_stale(out)
+    edge = repository.edge_beside(out) if edge is None else Path(edge)
+    roots = {fmt: repository.home(fmt, out, edge) for fmt in formats}
+    for root in dict.fromkeys([out, *roots.values()]):
+        root.mkdir(parents=True, exist_ok=True)
+        repository.clean_stale(root)
     results = []
     for ckpt in ckpts:
         scratch = out / f"{repository.TMP_PREFIX}source-{ckpt.trainer}-{os.getpid()}"
         source = Source(ckpt, scratch)
         try:
-            results += [export_variant(source, fmt, out) for fmt in formats]
+            results += [export_variant(source, fmt, roots[fmt]) for fmt in formats]
         finally:
             source.close()
     return results

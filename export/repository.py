@@ -8,6 +8,9 @@ parity gate and the server read through it.
 <root>/<variant>/manifest.json       (sha256 of every other file)
 <root>/<variant>/1/model.<ext>
 
+Triton refuses a folder it cannot load, and it has no ExecuTorch backend: the formats in
+EDGE_FORMATS go to a second root (artifacts/edge/) with the same layout, no config.pbtxt.
+
 A variant is built in a hidden sibling `.tmp-<variant>-<pid>` and renamed into place, so a
 reader sees a whole variant or none. Readers skip dot-folders; the next export cleans them.
 A symlink that leaves its variant folder is refused, never followed (`verify`, `refusal`).
@@ -22,7 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
-from train.config import INPUT_NAME, LABELS_FILE, OUTPUT_NAME, CNNSpec
+from train.config import EDGE, INPUT_NAME, LABELS_FILE, OUTPUT_NAME, CNNSpec
 
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.pbtxt"
@@ -32,18 +35,23 @@ MAX_BATCH_SIZE = 64
 # Where each format's artifact lives inside a variant folder (Triton's file names).
 ARTIFACT_FILE = {
     "torchscript": "1/model.pt",
+    "pt2": "1/model.pt2",
     "onnx": "1/model.onnx",
     "onnx-tf": "1/model.onnx",
     "savedmodel": "1/model.savedmodel",
     "tflite": "1/model.tflite",
     "tflite-fp16": "1/model.tflite",
     "tflite-int8": "1/model.tflite",
+    "pte": "1/model.pte",
 }
+# Formats no Triton backend loads: published under the edge root instead (see `home`).
+EDGE_FORMATS = ("pte",)
 TMP_PREFIX = ".tmp-"  # a variant being built
 OLD_PREFIX = ".old-"  # the variant being replaced, between the two renames of `publish`
 # Triton backends for the formats it serves; TFLite variants get no config.pbtxt.
 PLATFORM = {
     "torchscript": "pytorch_libtorch",
+    "pt2": "torch_aoti",
     "onnx": "onnxruntime_onnx",
     "onnx-tf": "onnxruntime_onnx",
     "savedmodel": "tensorflow_savedmodel",
@@ -80,8 +88,26 @@ def artifact(variant_dir: Path, manifest: dict) -> Path:
     return Path(variant_dir) / ARTIFACT_FILE[manifest["format"]]
 
 
+def home(fmt: str, repository: Path, edge: Path) -> Path:
+    """The root a format's variants are published under (the edge root: no Triton backend)."""
+    return Path(edge if fmt in EDGE_FORMATS else repository)
+
+
+def edge_beside(repository: Path) -> Path:
+    """The edge root that goes with a model repository: its sibling, as in artifacts/."""
+    return Path(repository).parent / EDGE.name
+
+
+def fixed_batch_file(fmt: str, batch: int) -> str:
+    """A copy of the artifact converted at one fixed batch size, beside the dynamic one, for
+    runtimes that cannot resize an input (LiteRT.js): `1/model.b64.tflite`."""
+    stem, dot, ext = ARTIFACT_FILE[fmt].rpartition(".")
+    return f"{stem}.b{batch}{dot}{ext}"
+
+
 def max_batch_size(manifest: dict) -> int:
-    """config.pbtxt's max_batch_size as the manifest records it (older exports: the default)."""
+    """config.pbtxt's max_batch_size as the manifest records it (older exports: the default;
+    pt2: what `serve` batches, though Triton's config says 0, see PT2_TENSORS)."""
     return int(manifest.get("max_batch_size", MAX_BATCH_SIZE))
 
 
@@ -106,6 +132,8 @@ def file_hashes(variant_dir: Path) -> dict[str, str]:
 
 def config_pbtxt(name: str, fmt: str, spec: CNNSpec) -> str:
     """Triton's model config; with max_batch_size > 0 the dims exclude the batch."""
+    if fmt == "pt2":
+        return pt2_config_pbtxt(name, spec)
     side, channels = spec.image_size, spec.channels
     return (
         f'name: "{name}"\n'
@@ -127,6 +155,39 @@ def config_pbtxt(name: str, fmt: str, spec: CNNSpec) -> str:
         "  }\n"
         "]\n"
         "dynamic_batching { }\n"
+    )
+
+
+# Triton's PyTorch backend loads a PT2 package with platform "torch_aoti" (26.03 and later).
+# It addresses tensors by position, and it does not batch PT2 models yet: max_batch_size 0,
+# so the dims carry the package's own dynamic batch (-1) and each request is one call.
+PT2_TENSORS = ("INPUT__0", "OUTPUT__0")
+
+
+def pt2_config_pbtxt(name: str, spec: CNNSpec) -> str:
+    side, channels = spec.image_size, spec.channels
+    inp, out = PT2_TENSORS
+    return (
+        f'name: "{name}"\n'
+        'backend: "pytorch"\n'
+        f'platform: "{PLATFORM["pt2"]}"\n'
+        "max_batch_size: 0\n"
+        "input [\n"
+        "  {\n"
+        f'    name: "{inp}"\n'
+        "    data_type: TYPE_FP32\n"
+        f"    dims: [ -1, {side}, {side}, {channels} ]\n"
+        "  }\n"
+        "]\n"
+        "output [\n"
+        "  {\n"
+        f'    name: "{out}"\n'
+        "    data_type: TYPE_FP32\n"
+        f"    dims: [ -1, {spec.num_classes} ]\n"
+        f'    label_filename: "{LABELS_FILE}"\n'
+        "  }\n"
+        "]\n"
+        "instance_group [ { kind: KIND_CPU } ]\n"
     )
 
 

@@ -49,6 +49,15 @@ class Source:
         tf_formats.write_saved_model(self.keras_model, self.spec, path)
         return path
 
+    def fixed_batch_saved_model(self, batch: int) -> Path:
+        """A scratch SavedModel whose signature takes exactly `batch` images."""
+        from export import tf_formats
+
+        path = self.scratch / f"model.b{batch}.savedmodel"
+        if not path.exists():
+            tf_formats.write_saved_model(self.keras_model, self.spec, path, batch)
+        return path
+
     @cached_property
     def weights_sha256(self) -> str:
         from export.repository import sha256_file

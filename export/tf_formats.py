@@ -7,25 +7,32 @@ Each exporter takes a Source and the artifact path and returns extra manifest fi
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-from export import onnx_file
+import numpy as np
+
+from export import onnx_file, repository
 from export.source import Source
 from train.config import INPUT_NAME, OUTPUT_NAME, CNNSpec
 
 ONNX_OPSET = 18  # the newest tf2onnx 1.17 supports
+# LiteRT.js cannot resize an input: the page runs one image at a time, and the browser
+# parity check runs the golden batch in chunks of the repository's max batch size.
+FIXED_BATCHES = (1, repository.MAX_BATCH_SIZE)
 
 
-def signature(spec: CNNSpec):
-    """The one input: float32 [N, H, W, C] named `images`, N dynamic."""
+def signature(spec: CNNSpec, batch: int | None = None):
+    """The one input: float32 [N, H, W, C] named `images`, N dynamic unless `batch` is given."""
     import tensorflow as tf
 
-    shape = [None, spec.image_size, spec.image_size, spec.channels]
+    shape = [batch, spec.image_size, spec.image_size, spec.channels]
     return tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
 
 
-def write_saved_model(model, spec: CNNSpec, path: Path) -> None:
-    """A SavedModel whose `serving_default` maps `images` to {"logits": ...}.
+def write_saved_model(model, spec: CNNSpec, path: Path, batch: int | None = None) -> None:
+    """A SavedModel whose `serving_default` maps `images` to {"logits": ...}; `batch` fixes
+    the batch dimension (a scratch model for a fixed-batch TFLite file).
 
     Keras' ExportArchive is tf.saved_model.save of a tracked tf.function, but it
     tracks the variables so that the TFLite converter can freeze them; a plain
@@ -38,7 +45,7 @@ def write_saved_model(model, spec: CNNSpec, path: Path) -> None:
     archive.add_endpoint(
         "serving_default",
         lambda images: {OUTPUT_NAME: model(images, training=False)},
-        input_signature=[signature(spec)],
+        input_signature=[signature(spec, batch)],
     )
     archive.write_out(str(path), verbose=False)
 
@@ -61,22 +68,45 @@ def onnx_tf(source: Source, path: Path) -> dict:
 
 
 def tflite(source: Source, path: Path, precision: str) -> dict:
+    """The dynamic-batch file, and beside it the same conversion at each of FIXED_BATCHES
+    (listed in the manifest as `fixed_batch`) for runtimes that cannot resize an input."""
+    path.write_bytes(convert_tflite(source, source.saved_model, precision))
+    variant_dir = path.parent.parent  # the artifact is <variant>/1/model.tflite
+    fixed = {}
+    for batch in FIXED_BATCHES:
+        rel = repository.fixed_batch_file("tflite", batch)
+        model = source.fixed_batch_saved_model(batch)
+        (variant_dir / rel).write_bytes(convert_tflite(source, model, precision, batch))
+        fixed[str(batch)] = rel
+    return {"fixed_batch": fixed}
+
+
+def convert_tflite(source: Source, saved_model: Path, precision: str, batch: int = 1) -> bytes:
     """precision: fp32 | fp16 (float16 weights) | int8 (weights and activations, float32
     in and out so every client feeds the same tensor)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model))
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        images = source.calibration_images
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([images[i : i + 1]] for i in range(len(images)))
+        converter.representative_dataset = lambda: calibration_batches(source, batch)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.float32
         converter.inference_output_type = tf.float32
     elif precision != "fp32":
         raise ValueError(f"unknown TFLite precision {precision!r}")
-    path.write_bytes(converter.convert())
-    return {}
+    return converter.convert()
+
+
+def calibration_batches(source: Source, batch: int) -> Iterator[list[np.ndarray]]:
+    """The calibration images in batches of `batch`, the last one filled from the start.
+    The calibrator keeps each activation's min and max over all of them, and a repeated
+    image changes neither: every batch size gets the dynamic file's activation ranges, and
+    a batch of 64 needs 5 calibration calls, not 300."""
+    images = source.calibration_images
+    wrapped = np.resize(images, (-(-len(images) // batch) * batch, *images.shape[1:]))
+    for start in range(0, len(wrapped), batch):
+        yield [wrapped[start : start + batch]]

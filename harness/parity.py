@@ -3,12 +3,17 @@
     python -m harness.parity                 # all variants in artifacts/model_repository
     python -m harness.parity --replay        # reuse the saved golden inputs and references
     python -m harness.parity --strict        # inconclusive rows fail the gate too
+    python -m harness.parity --browser       # and each in-browser runtime of the built site
 
 Golden set per trainer: the held-out images of the checkpoint's own split (val + test,
 labelled: the model never trained on them) plus seeded uniform-noise images (unlabelled),
 so real and out-of-distribution inputs are both covered. Each row gets a verdict (pass,
-inconclusive, fail) from harness/verdict.py. Writes artifacts/reports/{parity.json,
-parity.md, parity.png, golden.npz}; exits 1 on any fail (with --strict, on inconclusive).
+inconclusive, fail) from harness/verdict.py. Variants come from the model repository and the
+edge root beside it. With --browser, the site `make web` built runs the same golden batch in
+headless Chromium: one more row per in-browser variant (`torch.onnx@browser-onnxruntime-web`,
+`torch.tflite@browser-litert`), judged against the same eager logits under the format's
+profile. Writes artifacts/reports/{parity.json, parity.md, parity.png, golden.npz}; exits 1
+on any fail (with --strict, on inconclusive).
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ import numpy as np
 import harness
 from export import repository
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, VERDICTS, judge
-from train.config import CHECKPOINTS, FORMATS, MODEL_REPOSITORY, PRECISION, REPORTS, TRAINERS
+from train.config import (
+    CHECKPOINTS,
+    FORMATS,
+    MODEL_REPOSITORY,
+    PRECISION,
+    REPORTS,
+    TRAINERS,
+    WEB,
+)
 
 GOLDEN_FILE = "golden.npz"
 RANDOM_IMAGES = 64
@@ -58,6 +71,8 @@ class Row:
     near_tie_flips: int | None = None
     decisive_flips: int | None = None
     oracle_max_abs_diff: float | None = None
+    runtime: str | None = None  # browser rows: the in-browser runtime; else the format's own
+    host_max_abs_diff: float | None = None  # browser rows: vs the same file in Python
 
 
 def golden_set(trainer: str, checkpoints: Path, seed: int = 0) -> Golden:
@@ -131,18 +146,32 @@ def counts(rows: list[dict]) -> dict[str, int]:
     return {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
 
 
-def run(repository_dir: Path, checkpoints: Path, reports: Path, replay: bool = False) -> dict:
-    """Check every variant; write the report. `passed` is false when any row failed."""
+def run(
+    repository_dir: Path,
+    checkpoints: Path,
+    reports: Path,
+    replay: bool = False,
+    edge: Path | None = None,
+    site: Path | None = None,
+) -> dict:
+    """Check every variant of the repository and the edge root (default: beside it), and
+    with `site`, every in-browser one; write the report. `passed` is false when any row
+    failed."""
     from harness import report
 
-    found = repository.variants(repository_dir)
+    edge = repository.edge_beside(repository_dir) if edge is None else edge
+    found = repository.variants(repository_dir) | repository.variants(edge)
     if not found:
-        raise SystemExit(f"no variants in {repository_dir}: run `make export` first")
+        raise SystemExit(f"no variants in {repository_dir} or {edge}: run `make export` first")
     present = {repository.read_manifest(p)["trainer"] for p in found.values()}
     trainers = [t for t in TRAINERS if t in present]
     goldens, references = load_or_build(trainers, checkpoints, reports / GOLDEN_FILE, replay)
     rows = [check_variant(p, goldens, references) for p in found.values()]
-    rows.sort(key=lambda r: (trainers.index(r.trainer), FORMATS.index(r.format)))
+    if site is not None:
+        from harness import browser_parity
+
+        rows += browser_parity.rows(site, found, goldens, references)
+    rows.sort(key=lambda r: (trainers.index(r.trainer), FORMATS.index(r.format), r.name))
     if not replay:
         rows += [cross_framework_row(t, checkpoints, goldens[t], references[t]) for t in trainers]
     variants = [asdict(r) for r in rows]
@@ -191,6 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository"
     )
+    parser.add_argument(
+        "--edge",
+        type=Path,
+        default=None,
+        help="root of the variants Triton cannot load (default: beside --repository)",
+    )
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="also run the built site's in-browser runtimes in headless Chromium",
+    )
+    parser.add_argument(
+        "--site", type=Path, default=WEB, help=f"the site `make web` built (default: {WEB})"
+    )
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="checkpoint root")
     parser.add_argument("--reports", type=Path, default=REPORTS, help="where the report goes")
     parser.add_argument(
@@ -203,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     from train.checkpoint import CheckpointError
 
     try:
-        result = run(args.repository, args.checkpoints, args.reports, args.replay)
-    except CheckpointError as e:
+        site = args.site if args.browser else None
+        result = run(args.repository, args.checkpoints, args.reports, args.replay, args.edge, site)
+    except (CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for v in result["variants"]:

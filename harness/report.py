@@ -74,7 +74,8 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = [v for v in result["variants"] if v["format"] in FORMATS]
+    # One cell per trainer x format: the in-browser rows of a variant are in the table only.
+    rows = [v for v in result["variants"] if v["format"] in FORMATS and not v.get("runtime")]
     present = {v["trainer"] for v in rows}
     trainers = [t for t in TRAINERS if t in present]
     grid = np.full((len(trainers), len(FORMATS)), np.nan)

@@ -28,6 +28,57 @@ class TorchScriptRunner:
             return self.module(self.torch.from_numpy(images)).numpy()
 
 
+class Pt2Runner:
+    """An AOTInductor package: the compiled library runs the graph; torch only moves tensors."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        import torch
+        import torch._inductor
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = torch._inductor.aoti_load_package(str(path))
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(images)).numpy()
+
+
+class PteRunner:
+    """ExecuTorch's runtime, as on a phone. The program's memory is planned for its largest
+    batch (read from the method's metadata), so larger batches run in chunks. One lock: a
+    method owns its planned buffers."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        import torch
+
+        from export.torch_formats import quiet_torchao
+
+        quiet_torchao()
+        from executorch.runtime import Runtime
+
+        if threads:  # one process-wide pool, sized before any method runs
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+            _unsafe_reset_threadpool(threads)
+        self.torch = torch
+        self.program = Runtime.get().load_program(str(path))  # the method borrows from it
+        self.method = self.program.load_method("forward")
+        self.max_batch = self.method.metadata.input_tensor_meta(0).sizes()[0]
+        self.lock = threading.Lock()
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        step = self.max_batch
+        with self.lock:
+            chunks = [self.execute(images[i : i + step]) for i in range(0, len(images), step)]
+        return np.concatenate(chunks)
+
+    def execute(self, images: np.ndarray) -> np.ndarray:
+        (logits,) = self.method.execute([self.torch.from_numpy(images)])
+        return logits.numpy().copy()  # a copy: the output lives in the method's planned memory
+
+
 class OnnxRunner:
     def __init__(self, path: Path, threads: int = 0) -> None:
         import onnxruntime as ort
@@ -80,12 +131,14 @@ class LiteRunner:
 
 RUNNERS: dict[str, Callable[..., object]] = {
     "torchscript": TorchScriptRunner,
+    "pt2": Pt2Runner,
     "onnx": OnnxRunner,
     "onnx-tf": OnnxRunner,
     "savedmodel": SavedModelRunner,
     "tflite": LiteRunner,
     "tflite-fp16": LiteRunner,
     "tflite-int8": LiteRunner,
+    "pte": PteRunner,
 }
 
 

@@ -21,6 +21,13 @@ def train_all(out, **overrides) -> dict[str, dict]:
     return {t: run(TrainConfig(**{**vars(cfg)}), t, splits) for t in TRAINERS}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def inductor_cache(tmp_path_factory):
+    """AOTInductor (the pt2 format) caches compiled kernels under /tmp by default; a session
+    starts from an empty cache, as on a fresh CI machine, and shares it between its exports."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("inductor"))
+
+
 @pytest.fixture(scope="session")
 def digits_checkpoints(tmp_path_factory):
     """All three trainers, default settings (the `make train` run), on digits."""
@@ -50,6 +57,7 @@ def rgb_checkpoints(tmp_path_factory):
 
 
 def export_repo(checkpoints, tmp_path_factory, name: str):
+    """Every trainer x format: <tmp>/model_repository, and <tmp>/edge beside it."""
     from export.matrix import export_all
 
     repo = tmp_path_factory.mktemp(name) / "model_repository"
@@ -59,22 +67,23 @@ def export_repo(checkpoints, tmp_path_factory, name: str):
 
 @pytest.fixture(scope="session")
 def digits_repo(digits_checkpoints, tmp_path_factory):
-    """(checkpoints, repository): all 21 variants of the `make train` models. Read-only:
-    a test that breaks a variant copies it first."""
+    """(checkpoints, repository): every variant of the `make train` models (the edge
+    formats in the edge root beside the repository). Read-only: a test that breaks a
+    variant copies it first."""
     checkpoints, _ = digits_checkpoints
     return checkpoints, export_repo(checkpoints, tmp_path_factory, "digits-repo")
 
 
 @pytest.fixture(scope="session")
 def rgb_repo(rgb_checkpoints, tmp_path_factory):
-    """(checkpoints, repository): all 21 variants of the 3-channel models. Read-only."""
+    """(checkpoints, repository): every variant of the 3-channel models. Read-only."""
     checkpoints, _ = rgb_checkpoints
     return checkpoints, export_repo(checkpoints, tmp_path_factory, "rgb-repo")
 
 
 @pytest.fixture(scope="session")
 def serve_root(digits_repo, tmp_path_factory):
-    """<root>/repo: the 21 digits variants; <root>/golden.npz: the parity stage's golden
+    """<root>/repo: the digits model repository; <root>/golden.npz: the parity stage's golden
     inputs and reference logits, which the server replays at start-up. Read-only."""
     from harness import parity
 
@@ -83,3 +92,13 @@ def serve_root(digits_repo, tmp_path_factory):
     (root / "repo").symlink_to(repo, target_is_directory=True)
     parity.load_or_build(TRAINERS, checkpoints, root / "golden.npz", replay=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_site(digits_repo, tmp_path_factory):
+    """(site folder, {path: bytes}): the static site built from the digits repository with
+    the npm packages of web/package-lock.json (web/node_modules). Read-only."""
+    from web import site
+
+    out = tmp_path_factory.mktemp("site") / "web"
+    return out, site.build(digits_repo[1], out)

@@ -16,9 +16,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from export.repository import EDGE_FORMATS
 from train.config import FORMATS, TRAINERS, variant_name
 
-VARIANTS = [variant_name(t, f) for t in TRAINERS for f in FORMATS]
+# What the server holds: the model repository, not the edge formats beside it.
+VARIANTS = [variant_name(t, f) for t in TRAINERS for f in FORMATS if f not in EDGE_FORMATS]
 
 
 def subset(repo: Path, dest: Path, names: list[str]) -> Path:

@@ -68,6 +68,24 @@ def run_torchscript(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
         return [module(torch.from_numpy(x)).numpy() for x in batches]
 
 
+def run_pt2(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
+    import torch
+    import torch._inductor
+
+    model = torch._inductor.aoti_load_package(str(path))
+    with torch.no_grad():
+        return [model(torch.from_numpy(x)).numpy() for x in batches]
+
+
+def run_pte(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
+    import torch
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(str(path))
+    method = program.load_method("forward")
+    return [method.execute([torch.from_numpy(x)])[0].numpy().copy() for x in batches]
+
+
 def run_onnx(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
 
@@ -104,13 +122,21 @@ def run_tflite(path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:
 
 RUNTIMES = {
     "torchscript": run_torchscript,
+    "pt2": run_pt2,
     "onnx": run_onnx,
     "onnx-tf": run_onnx,
     "savedmodel": run_savedmodel,
     "tflite": run_tflite,
     "tflite-fp16": run_tflite,
     "tflite-int8": run_tflite,
+    "pte": run_pte,
 }
+
+
+def folder(repo: Path, trainer: str, fmt: str) -> Path:
+    """A variant's folder: in the model repository, or the edge root beside it."""
+    root = repository.home(fmt, repo, repository.edge_beside(repo))
+    return root / variant_name(trainer, fmt)
 
 
 def check_close(
@@ -137,7 +163,9 @@ def test_runtime_matches_eager(repos, dataset, trainer, fmt):
     ckpt_root, repo = repos[dataset]
     name = variant_name(trainer, fmt)
     images, labels, want = reference(ckpt_root, trainer)
-    got = RUNTIMES[fmt](repo / name / ARTIFACT_FILE[fmt], [images[:n] for n in BATCHES])
+    got = RUNTIMES[fmt](
+        folder(repo, trainer, fmt) / ARTIFACT_FILE[fmt], [images[:n] for n in BATCHES]
+    )
     check_close(name, PRECISION[fmt], got, want, labels)
 
 
@@ -145,7 +173,7 @@ def test_runtime_matches_eager(repos, dataset, trainer, fmt):
 def test_manifest(repos, dataset, trainer, fmt):
     ckpt_root, repo = repos[dataset]
     name = variant_name(trainer, fmt)
-    manifest = repository.verify(repo / name)  # every sha256, no file missing or unlisted
+    manifest = repository.verify(folder(repo, trainer, fmt))  # every sha256, none unlisted
     ckpt = checkpoint.find(trainer, ckpt_root)
     spec = ckpt.spec
     assert (manifest["name"], manifest["trainer"], manifest["format"]) == (name, trainer, fmt)
@@ -182,21 +210,30 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    folder = repos[dataset][1] / variant_name(trainer, fmt)
-    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    variant = folder(repos[dataset][1], trainer, fmt)
+    manifest = json.loads((variant / MANIFEST_FILE).read_text())
     config = text_format.Parse(
-        (folder / repository.CONFIG_FILE).read_text(), model_config_pb2.ModelConfig()
+        (variant / repository.CONFIG_FILE).read_text(), model_config_pb2.ModelConfig()
     )
-    assert config.name == folder.name
+    assert config.name == variant.name
     assert config.platform == repository.PLATFORM[fmt]
-    assert config.max_batch_size == repository.MAX_BATCH_SIZE
-    assert config.HasField("dynamic_batching")
     fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
-    for tensors, side in ((config.input, "input"), (config.output, "output")):
+    if fmt == "pt2":  # Triton addresses PT2 tensors by position and does not batch them yet
+        assert config.backend == "pytorch" and config.max_batch_size == 0
+        assert not config.HasField("dynamic_batching")
+        cpu = model_config_pb2.ModelInstanceGroup.KIND_CPU
+        assert [group.kind for group in config.instance_group] == [cpu]  # device-baked
+        names = dict(zip(("input", "output"), repository.PT2_TENSORS, strict=True))
+        expected = {side: (names[side], manifest[side]["shape"]) for side in names}
+    else:  # batch excluded from the dims when Triton batches
+        assert config.max_batch_size == repository.MAX_BATCH_SIZE
+        assert config.HasField("dynamic_batching")
+        sides = ("input", "output")
+        expected = {side: (manifest[side]["name"], manifest[side]["shape"][1:]) for side in sides}
+    for side, tensors in (("input", config.input), ("output", config.output)):
         (tensor,) = tensors
-        assert tensor.name == manifest[side]["name"]
+        assert (tensor.name, list(tensor.dims)) == expected[side]
         assert tensor.data_type == fp32
-        assert list(tensor.dims) == manifest[side]["shape"][1:]  # batch excluded
 
 
 ONNX = [v for v in VARIANTS if v[2] in ONNX_FORMATS]
@@ -206,11 +243,11 @@ ONNX = [v for v in VARIANTS if v[2] in ONNX_FORMATS]
 def test_onnx_passes_checker_with_browser_ir_version(repos, dataset, trainer, fmt):
     import onnx
 
-    folder = repos[dataset][1] / variant_name(trainer, fmt)
-    model = onnx.load(str(folder / ARTIFACT_FILE[fmt]))
+    variant = folder(repos[dataset][1], trainer, fmt)
+    model = onnx.load(str(variant / ARTIFACT_FILE[fmt]))
     onnx.checker.check_model(model, full_check=True)
     assert model.ir_version <= MAX_IR_VERSION
     opsets = {o.domain: o.version for o in model.opset_import}
-    assert json.loads((folder / MANIFEST_FILE).read_text())["opset"] == opsets.get("", 0)
+    assert json.loads((variant / MANIFEST_FILE).read_text())["opset"] == opsets.get("", 0)
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.HasField("dim_value"), "batch must be symbolic"

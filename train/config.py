@@ -23,12 +23,24 @@ PIXEL_MAX = 255.0
 INIT_SOURCES = ("torch", "keras", "own")
 
 # Deployment formats (the README's export matrix) and the precision each one carries.
-FORMATS = ("torchscript", "onnx", "onnx-tf", "savedmodel", "tflite", "tflite-fp16", "tflite-int8")
+FORMATS = (
+    "torchscript",
+    "pt2",
+    "onnx",
+    "onnx-tf",
+    "savedmodel",
+    "tflite",
+    "tflite-fp16",
+    "tflite-int8",
+    "pte",
+)
 PRECISION = {f: "fp32" for f in FORMATS} | {"tflite-fp16": "fp16", "tflite-int8": "int8"}
 
 ARTIFACTS = Path("artifacts")
 CHECKPOINTS = ARTIFACTS / "checkpoints"
 MODEL_REPOSITORY = ARTIFACTS / "model_repository"
+EDGE = ARTIFACTS / "edge"  # variants Triton cannot load (ExecuTorch), same layout
+WEB = ARTIFACTS / "web"  # the static in-browser site
 REPORTS = ARTIFACTS / "reports"
 
 
