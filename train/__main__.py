@@ -43,6 +43,8 @@ HELP = {
     "max_steps": "quick mode: at most this many steps per epoch (0 = all)",
     "quiet": "no progress bars or epoch lines",
     "skip_trained": "skip trainers whose run in --out already finished (make export uses it)",
+    "replicas": "Keras trainers: train on this many devices of this host in sync "
+    "(tf.distribute.MirroredStrategy; N logical devices on a CPU); for torch use torchrun",
 }
 
 

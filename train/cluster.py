@@ -26,6 +26,14 @@ import numpy as np
 
 from train.config import TRAINER_FRAMEWORK, TrainConfig
 
+# keras-team/keras#20585: model.fit under MultiWorkerMirroredStrategy fails with
+# "Attempt to convert a value (PerReplica...) to a Tensor" (Keras 3.15, TF 2.21).
+# Recheck when Keras is upgraded.
+FIT_MULTIWORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
+# model.fit under MirroredStrategy builds the model from the mean of its first batch's
+# replica parts (Trainer._maybe_symbolic_build), which fails when their sizes differ:
+# "Inputs to operation AddN ... must have the same size and shape" (as in keras#19246).
+FIT_UNEVEN_ISSUE = "https://github.com/keras-team/keras/issues/19246"
 # The temporary run folders of the processes other than the chief: <tmp>/tandem-rank<r>-*
 WORKER_DIR_PREFIX = "tandem-rank"
 
@@ -85,6 +93,28 @@ def refused(cfg: TrainConfig, trainers: list[str]) -> str:
             reasons.append(f"{trainer} under TF_CONFIG: start it with torchrun")
         if not torch_side and torchrun_process().size > 1:
             reasons.append(f"{trainer} under torchrun: start it under tf.distribute (TF_CONFIG)")
+        if torch_side and cfg.replicas > 1:
+            reasons.append(
+                f"{trainer} with --replicas {cfg.replicas}: run "
+                f"`torchrun --nproc-per-node {cfg.replicas} -m train --trainer {trainer}`"
+            )
+        if not torch_side and cfg.replicas > 1 and tf_config_process().size > 1:
+            reasons.append(
+                f"{trainer} with --replicas and TF_CONFIG: across workers each one trains on "
+                "its host's GPUs (CUDA_VISIBLE_DEVICES), or its CPU; drop --replicas"
+            )
+        if trainer == "keras-fit" and tf_config_process().size > 1:
+            reasons.append(
+                "keras-fit across workers (TF_CONFIG): model.fit under "
+                f"MultiWorkerMirroredStrategy fails in Keras 3 ({FIT_MULTIWORKER_ISSUE}); "
+                "train keras-tape across hosts, or keras-fit with --replicas N on one host"
+            )
+        if trainer == "keras-fit" and cfg.replicas > 1 and cfg.batch_size % cfg.replicas:
+            reasons.append(
+                f"keras-fit with --batch-size {cfg.batch_size} on {cfg.replicas} replicas: "
+                "model.fit fails on a first batch that does not split evenly "
+                f"({FIT_UNEVEN_ISSUE}); choose a multiple of {cfg.replicas}"
+            )
     return "; ".join(reasons)
 
 
