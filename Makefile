@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train export parity serve demo bench lockstep test lint format clean web web-serve web-deps
+.PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web web-serve web-deps
 
 setup: $(STAMP)
 
@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml
 
 train: setup
 	$(PY) -m train $(ARGS)
+
+# The three trainers on NPROC processes or devices, each under its framework's engine (README,
+# "Training on several devices"): torch under torchrun (DDP), keras-fit under MirroredStrategy
+# on NPROC devices of this host, keras-tape under MultiWorkerMirroredStrategy (NPROC workers).
+NPROC ?= 2
+train-dist: setup
+	$(PY) -m torch.distributed.run --standalone --nproc-per-node $(NPROC) -m train --trainer torch $(ARGS)
+	$(PY) -m train --trainer keras-fit --replicas $(NPROC) $(ARGS)
+	$(PY) -m train.multiworker --workers $(NPROC) -- --trainer keras-tape $(ARGS)
 
 # Trains first the trainers without a finished run (a killed run does not count).
 export: setup

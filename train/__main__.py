@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from train import data, record
+from train import cluster, data, record
 from train.config import INIT_SOURCES, TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
 
 HELP = {
@@ -43,6 +43,8 @@ HELP = {
     "max_steps": "quick mode: at most this many steps per epoch (0 = all)",
     "quiet": "no progress bars or epoch lines",
     "skip_trained": "skip trainers whose run in --out already finished (make export uses it)",
+    "replicas": "Keras trainers: train on this many devices of this host in sync "
+    "(tf.distribute.MirroredStrategy; N logical devices on a CPU); for torch use torchrun",
 }
 
 
@@ -102,7 +104,9 @@ def run(
         dropout=cfg.dropout,
     )
     module = importlib.import_module(TRAINER_MODULES[trainer])
-    return module.train(cfg, splits, spec, on_step=on_step)
+    # In a distributed run only the chief writes cfg.out; the others, a temporary folder.
+    with cluster.own_output(cfg, cluster.process(trainer)) as mine:
+        return module.train(mine, splits, spec, on_step=on_step)
 
 
 def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:
@@ -119,7 +123,7 @@ def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     cfg, trainers = parse(argv)
-    refused = refused_flags(cfg, trainers)
+    refused = refused_flags(cfg, trainers) or cluster.refused(cfg, trainers)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         metrics = run(cfg, trainer, splits)
         summary.append((trainer, metrics["test_accuracy"], time.perf_counter() - t0))
+    if not cluster.process(trainers[0]).chief:
+        return 0  # one summary per job: the chief's
     print("\ntrainer      test_accuracy   seconds")
     for trainer, acc, seconds in summary:
         print(f"{trainer:<12} {acc:>13.4f} {seconds:>9.1f}")

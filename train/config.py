@@ -140,6 +140,7 @@ class TrainConfig:
     max_steps: int = 0  # >0 stops each epoch early: the quick mode tests use
     quiet: bool = False
     skip_trained: bool = False  # leave trainers whose run already finished alone
+    replicas: int = 1  # Keras: devices of this host in sync (MirroredStrategy)
 
     def last_epoch(self) -> int:
         """Epochs this run trains up to: all of them, or --stop-after for a split job."""

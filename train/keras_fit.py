@@ -12,10 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 from tqdm import tqdm
 
-from train import data, record
+from train import data, keras_distribute, record
 from train.config import CNNSpec, TrainConfig
 from train.keras_tape import build, evaluate, pick_device, reseed, save
 
@@ -82,10 +81,11 @@ class EndEpoch(keras.callbacks.Callback):
 def train(
     cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
+    strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
-    with tf.device(device):
-        model, run_dir, history = build(cfg, splits, spec)
+    with keras_distribute.placed(strategy, device):  # model.fit splits each batch itself
+        model, run_dir, history = keras_distribute.build(strategy, build, cfg, splits, spec)
         on_step = on_step or (lambda model: None)
         on_step(model)  # before the first step
         batches = EpochBatches(cfg, splits.train)

@@ -13,6 +13,10 @@ problem before it was matched (README, "One init, three loops, one trajectory"):
   (x n / (n - 1)), Keras with the biased one; both normalise with the biased one.
   `TorchBatchNorm` updates with the unbiased variance. Inference is Keras' own code, so
   every export and the exact weight transfer are unchanged.
+- BatchNorm under tf.distribute with several replicas: Keras' layer normalises each
+  replica's part of the batch with its own statistics. `TorchBatchNorm` uses the global
+  batch's, all replicas together, as one device does (and as the torch trainer does under
+  torchrun: train/distributed.py).
 
 Both are registered, so a saved .keras file loads wherever this module is imported
 (train.keras_model imports it).
@@ -21,6 +25,7 @@ Both are registered, so a saved .keras file loads wherever this module is import
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 
@@ -48,14 +53,14 @@ class TorchAdam(keras.optimizers.Adam):
 @keras.saving.register_keras_serializable(package="tandem")
 class TorchBatchNorm(layers.BatchNormalization):
     """BatchNormalization whose moving variance follows torch's running_var: updated with
-    the unbiased batch variance. Training normalises with the biased one, as both do."""
+    the unbiased batch variance. Training normalises with the biased one, as both do.
+    Under several tf.distribute replicas the statistics are the global batch's."""
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
         inputs = ops.cast(inputs, "float32")
-        mean, variance = self._moments(inputs, None)
-        n = ops.cast(ops.size(inputs) // inputs.shape[-1], inputs.dtype)  # values per channel
+        mean, variance, n = self.batch_moments(inputs)
         unbiased = variance * (n / (n - 1))
         keep, new = self.momentum, 1.0 - self.momentum
         self.moving_mean.assign(self.moving_mean * keep + mean * new)
@@ -70,3 +75,21 @@ class TorchBatchNorm(layers.BatchNormalization):
             epsilon=self.epsilon,
         )
         return ops.cast(outputs, self.compute_dtype)
+
+    def batch_moments(self, inputs):
+        """(mean, biased variance, values per channel) of the batch: Keras' own moments on one
+        replica; under several, of every replica's part together (each all-reduce passes
+        its gradient back all-reduced, so the gradients are the global batch's too)."""
+        n = ops.cast(ops.size(inputs) // inputs.shape[-1], inputs.dtype)
+        replicas = tf.distribute.get_replica_context()
+        if replicas is None or replicas.num_replicas_in_sync == 1:
+            mean, variance = self._moments(inputs, None)
+            return mean, variance, n
+
+        def total(x):
+            return replicas.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
+        n = total(n)
+        mean = total(ops.sum(inputs, self._reduction_axes)) / n
+        variance = total(ops.sum(ops.square(inputs - mean), self._reduction_axes)) / n
+        return mean, variance, n

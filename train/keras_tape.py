@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from train import data, initial, keras_model, record
+from train import data, initial, keras_distribute, keras_model, record
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
 from train.keras_match import TorchAdam
 
@@ -50,15 +50,18 @@ def build(
 def train(
     cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
+    strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
-    with tf.device(device):
-        model, run_dir, history = build(cfg, splits, spec)
+    with keras_distribute.placed(strategy, device):
+        model, run_dir, history = keras_distribute.build(strategy, build, cfg, splits, spec)
 
         @tf.function(reduce_retracing=True)  # as model.fit: one trace for every batch size
         def step_fn(images, labels):
             return train_step(model, images, labels)
 
+        if strategy:  # each replica its part of the global batch
+            step_fn = keras_distribute.step_function(strategy, model)
         on_step = on_step or (lambda model: None)
         on_step(model)  # before the first step
         for epoch in range(len(history), cfg.last_epoch()):
@@ -117,6 +120,7 @@ def train_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tupl
 
 
 def evaluate(model: keras.Model, split: data.Dataset) -> tuple[float, float]:
+    model = keras_distribute.one_device(model)  # itself, unless trained under a strategy
     logits = np.concatenate(
         [
             model.predict_on_batch(split.images[i : i + 1024])

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from train import data, initial, record, torch_model
+from train import cluster, data, distributed, initial, record, torch_model
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["torch"]]
@@ -39,13 +39,15 @@ def train(
     cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    me = cluster.torchrun_process()  # rank 0 of 1 unless torchrun started this process
+    device = distributed.start(me, pick_device(cfg.device))
     check_flags(cfg, device)
     net = torch_model.build(spec, cfg.seed)
     init = initial.start_torch(net, cfg.init, cfg.seed)  # the Keras trainers start here too
-    model = net.to(device)
+    net = net.to(device)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)
+    model = distributed.wrap(net, me, device)  # DDP over the ranks; net itself in one process
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -54,30 +56,33 @@ def train(
     run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
     if history:  # resume: the checkpoint's weights replace the init
         state = torch.load(run_dir / WEIGHTS, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     # The whole split lives on the device: no host->device copy inside the loop.
     train_x, train_y = to_device(splits.train, device)
     val_x, val_y = to_device(splits.val, device)
     on_step = on_step or (lambda model: None)
-    on_step(model)  # before the first step
+    on_step(net)  # before the first step
     for epoch in range(len(history), cfg.last_epoch()):
         started = time.perf_counter()
-        reseed(cfg.seed, epoch)
+        reseed(cfg.seed, epoch, me)
         loss, accuracy, seen = train_epoch(
-            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device, on_step
+            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device, on_step, me
         )
-        val = evaluate(cfg, model, val_x, val_y, device)
+        val = evaluate(cfg, net, val_x, val_y, device)
         record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
-        save(run_dir, model, optimizer, scheduler)
-    test = evaluate(cfg, model, *to_device(splits.test, device), device)
-    return record.finish(cfg, history, test, str(device))
+        save(run_dir, net, optimizer, scheduler)
+    test = evaluate(cfg, net, *to_device(splits.test, device), device)
+    metrics = record.finish(cfg, history, test, str(device))
+    distributed.stop(me)
+    return metrics
 
 
-def reseed(seed: int, epoch: int) -> None:
-    """Dropout masks depend only on (seed, epoch): a resumed run equals an unbroken one."""
-    torch.manual_seed(seed * 100_003 + epoch)
+def reseed(seed: int, epoch: int, me: cluster.Process) -> None:
+    """Dropout masks depend only on (seed, epoch): a resumed run equals an unbroken one.
+    Each rank draws its own (the same seed everywhere would repeat one mask per rank)."""
+    torch.manual_seed((seed * 100_003 + epoch) * me.size + me.rank)
 
 
 def train_epoch(
@@ -90,6 +95,7 @@ def train_epoch(
     epoch: int,
     device: torch.device,
     on_step: Callable,
+    me: cluster.Process,
 ) -> tuple[float, float, int]:
     model.train()
     total_loss = torch.zeros((), device=device)
@@ -98,15 +104,21 @@ def train_epoch(
     order = data.batches(len(labels), cfg.batch_size, cfg.seed, epoch)
     if cfg.max_steps:
         order = order[: cfg.max_steps]
-    for idx in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
-        idx = torch.as_tensor(idx, device=device)
-        loss, logits = train_step(cfg, model, optimizer, images[idx], labels[idx], device)
+    cluster.check_batches(order, me.size)
+    for batch in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
+        idx = torch.as_tensor(cluster.shard(batch, me.rank, me.size), device=device)
+        weight = distributed.loss_weight(len(idx), len(batch), me)
+        loss, logits = train_step(cfg, model, optimizer, images[idx], labels[idx], device, weight)
         scheduler.step()
-        on_step(model)
+        on_step(getattr(model, "module", model))  # the CNN, not its DDP wrapper
         # Accumulate on device; one sync per epoch instead of one per step.
         total_loss += loss.detach() * len(idx)
         total_correct += (logits.argmax(1) == labels[idx]).sum()
-        seen += len(idx)
+        seen += len(batch)
+    total_loss, total_correct = (
+        distributed.all_sum(total_loss, me),
+        distributed.all_sum(total_correct, me),
+    )
     return total_loss.item() / seen, total_correct.item() / seen, seen
 
 
@@ -117,13 +129,14 @@ def train_step(
     images: torch.Tensor,
     labels: torch.Tensor,
     device: torch.device,
+    weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # NHWC input permuted to NCHW inside the model already has channels_last strides.
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
         logits = model(images)
         loss = torch.nn.functional.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * weight).backward()  # weight: distributed.loss_weight; 1.0 (exact) in one process
     optimizer.step()
     return loss, logits
 

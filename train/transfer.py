@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from train import keras_model
 from train.config import CNNSpec
 
 
@@ -26,6 +25,8 @@ def _flatten_perm(w: np.ndarray, spec: CNNSpec, to_keras: bool) -> np.ndarray:
 
 def torch_to_keras(torch_net, model) -> None:
     """Copy a train.torch_model.CNN's weights into a Keras model built from the same spec."""
+    from train import keras_model  # here, not at the top: the torch trainer imports this module
+
     spec = torch_net.spec
     for src, dst in zip(torch_net.convs(), keras_model.convs(model), strict=True):
         dst.set_weights([_np(src.weight).transpose(2, 3, 1, 0), _np(src.bias)])
@@ -41,6 +42,8 @@ def torch_to_keras(torch_net, model) -> None:
 def keras_to_torch(model, torch_net) -> None:
     """Copy a Keras model's weights into a train.torch_model.CNN built from the same spec."""
     import torch
+
+    from train import keras_model
 
     spec = torch_net.spec
 
