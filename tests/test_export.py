@@ -169,12 +169,29 @@ def test_manifest(repos, dataset, trainer, fmt):
     assert ("opset" in manifest) == (fmt in ONNX_FORMATS)
     files = manifest["files"]
     assert repository.LABELS_FILE in files
-    assert (repository.CONFIG_FILE in files) == (fmt in repository.PLATFORM)
+    assert (repository.CONFIG_FILE in files) == (fmt in TRITON_RUNTIME)
     assert any(f == ARTIFACT_FILE[fmt] or f.startswith(ARTIFACT_FILE[fmt] + "/") for f in files)
     assert datetime.fromisoformat(manifest["created"]).utcoffset().total_seconds() == 0
 
 
-TRITON = [v for v in VARIANTS if v[2] in repository.PLATFORM]
+# Triton's runtime for each format: `platform` (built in) or `backend` (TFLite's).
+TRITON_RUNTIME = {
+    **{f: ("platform", p) for f, p in repository.PLATFORM.items()},
+    **{f: ("backend", b) for f, b in repository.BACKEND.items()},
+}
+TRITON = [v for v in VARIANTS if v[2] in TRITON_RUNTIME]
+
+
+def tensor_names(folder: Path, manifest: dict) -> dict[str, str]:
+    """The names the runtime knows the tensors by: the contract's, except inside a .tflite
+    file, where Triton's TFLite backend looks them up by the converter's names."""
+    if manifest["format"] not in repository.BACKEND:
+        return {side: manifest[side]["name"] for side in ("input", "output")}
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(folder / ARTIFACT_FILE[manifest["format"]]))
+    (images,), (logits,) = interpreter.get_input_details(), interpreter.get_output_details()
+    return {"input": images["name"], "output": logits["name"]}
 
 
 @pytest.mark.parametrize(("dataset", "trainer", "fmt"), TRITON, ids=ids(TRITON))
@@ -188,13 +205,16 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
         (folder / repository.CONFIG_FILE).read_text(), model_config_pb2.ModelConfig()
     )
     assert config.name == folder.name
-    assert config.platform == repository.PLATFORM[fmt]
+    field, runtime = TRITON_RUNTIME[fmt]
+    assert getattr(config, field) == runtime
+    assert not getattr(config, "backend" if field == "platform" else "platform")
     assert config.max_batch_size == repository.MAX_BATCH_SIZE
     assert config.HasField("dynamic_batching")
     fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
+    names = tensor_names(folder, manifest)
     for tensors, side in ((config.input, "input"), (config.output, "output")):
         (tensor,) = tensors
-        assert tensor.name == manifest[side]["name"]
+        assert tensor.name == names[side]
         assert tensor.data_type == fp32
         assert list(tensor.dims) == manifest[side]["shape"][1:]  # batch excluded
 
