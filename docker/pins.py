@@ -21,6 +21,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+# A distribution name and its extras, at the start of a requirement line.
+EXTRAS = re.compile(r"([A-Za-z0-9._-]+)(\[[^\]]*\])?")
+
 
 def canonical(name: str) -> str:
     """PEP 503 normalised name: `ai_edge_litert`, `AI-Edge-LiteRT` -> `ai-edge-litert`."""
@@ -39,13 +42,21 @@ def pins(pyproject: Path) -> dict[str, str]:
 
 def select(pinned: dict[str, str], names: list[str], every: bool, skip: list[str]) -> list[str]:
     """The requirement lines for `names` (or all with `every`), less `skip`; an unknown name
-    is an error, so an image never installs an unpinned package by a typo."""
-    wanted = list(pinned) if every else [canonical(n) for n in names]
+    is an error, so an image never installs an unpinned package by a typo. A name with
+    extras, `tritonclient[grpc]`, takes those extras instead of pyproject's."""
+    extras = dict(EXTRAS.fullmatch(n).groups() for n in names)
+    wanted = list(pinned) if every else [canonical(n) for n in extras]
     unknown = [n for n in [*wanted, *map(canonical, skip)] if n not in pinned]
     if unknown:
         raise SystemExit(f"not a dependency in pyproject.toml: {', '.join(unknown)}")
+    asked = {canonical(n): e for n, e in extras.items() if e}
     dropped = {canonical(n) for n in skip}
-    return [pinned[n] for n in wanted if n not in dropped]
+    lines = []
+    for name in (n for n in wanted if n not in dropped):
+        head = EXTRAS.match(pinned[name])  # `tritonclient[http,grpc]` of `...==2.73.0`
+        extras = asked.get(name, head.group(2) or "")
+        lines.append(head.group(1) + extras + pinned[name][head.end() :])
+    return lines
 
 
 def check_installed(pinned: dict[str, str], names: list[str]) -> list[str]:

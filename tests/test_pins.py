@@ -28,6 +28,13 @@ def test_names_are_normalised_and_pinned():
     )
 
 
+def test_extras_asked_replace_pyprojects():
+    pinned = pins.pins(PYPROJECT)
+    assert pinned["tritonclient"] == "tritonclient[http,grpc]==2.73.0"
+    assert pins.select(pinned, ["tritonclient[grpc]"], False, []) == ["tritonclient[grpc]==2.73.0"]
+    assert "tritonclient[http,grpc]==2.73.0" in pins.select(pinned, [], True, [])
+
+
 def test_unknown_name_is_an_error():
     message = "not a dependency in pyproject.toml: onnxruntime-gpu"
     with pytest.raises(SystemExit, match=re.escape(message)):
@@ -56,5 +63,5 @@ def test_dockerfiles_name_only_pinned_packages(dockerfile):
     assert calls
     pinned = pins.pins(PYPROJECT)
     for call in calls:
-        names = [w for w in call.split() if not w.startswith("-")]
+        names = [w.strip("\"'") for w in call.split() if not w.startswith("-")]
         pins.select(pinned, names, False, [])  # raises on a name pyproject does not pin
