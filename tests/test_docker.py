@@ -3,8 +3,9 @@
 The engine is private to this module (tests/docker_engine.py): Debian's dockerd on its own
 paths, a base image made by mmdebstrap from Debian's packages (no registry is reachable),
 each Dockerfile built with `--build-arg BASE_IMAGE=` that base. The serving image runs on
-the session's digits repository and answers tritonclient, binary and JSON, with the logits
-the harness computes in this process. Every container and image made here is removed by id.
+the session's digits repository and answers tritonclient (HTTP binary and JSON, and gRPC)
+with the logits the harness computes in this process. Every container and image made here
+is removed by id.
 The training image needs a CUDA PyTorch base that cannot be had here: its dependency layers
 are built, with TANDEM_TRAIN_IMAGE=1 (`make docker-test`), up to the check for that base.
 """
@@ -119,19 +120,20 @@ def served(made, serve_image, serve_root, tmp_path_factory):
     # pytest's temporary folders are 0700; the image's user is not root.
     for path in [models, *models.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     container = made.engine.docker(
         "run", "--detach", "--network=host", "--health-interval=1s",
         "--env=HOST=127.0.0.1", f"--env=PORT={port}",
         f"--volume={models}:/models:ro",
         f"--volume={serve_root / 'golden.npz'}:/reports/golden.npz:ro",
-        serve_image["id"],
+        serve_image["id"], f"--grpc-port={grpc_port}",
     ).stdout.strip()  # fmt: skip
     made.containers.append(container)
     health = wait_healthy(made.engine, container)
     yield {
         "container": container,
         "url": f"127.0.0.1:{port}",
+        "grpc_url": f"127.0.0.1:{grpc_port}",
         "health": health,
         "models": models,
         "served": [n for n, p in repository.variants(models).items() if fmt_of(p) in formats],
@@ -184,6 +186,20 @@ def test_serving_container_logits_equal_harness(served, binary):
         tensor.set_data_from_numpy(images, binary_data=binary)
         wanted = triton.InferRequestedOutput("logits", binary_data=binary)
         logits = client.infer(name, [tensor], outputs=[wanted]).as_numpy("logits")
+        local = harness.load(served["models"] / name, threads=1).predict(images)
+        np.testing.assert_array_equal(logits, local, err_msg=name)
+
+
+def test_serving_container_answers_grpc_with_harness_logits(served):
+    import tritonclient.grpc as triton_grpc
+
+    client = triton_grpc.InferenceServerClient(served["grpc_url"])
+    assert client.is_server_ready()
+    images = np.random.default_rng(8).integers(0, 256, (BATCH, 8, 8, 1)).astype(np.float32)
+    for name in served["served"]:
+        tensor = triton_grpc.InferInput("images", list(images.shape), "FP32")
+        tensor.set_data_from_numpy(images)
+        logits = client.infer(name, [tensor]).as_numpy("logits")
         local = harness.load(served["models"] / name, threads=1).predict(images)
         np.testing.assert_array_equal(logits, local, err_msg=name)
 
