@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web web-serve web-deps
+.PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
+	web-serve web-deps docker docker-test
 
 setup: $(STAMP)
 
@@ -99,6 +100,23 @@ test: setup browser web-deps
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint docker/*.Dockerfile
+
+# The training image (CUDA PyTorch base) and the slim serving image (ONNX Runtime + LiteRT),
+# with your Docker engine. DOCKER_ARGS: extra `docker build` flags, e.g.
+# --build-arg BASE_IMAGE=... or --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
+DOCKER ?= docker
+DOCKER_ARGS ?=
+docker:
+	$(DOCKER) build $(DOCKER_ARGS) -f docker/serve.Dockerfile -t tandem-serve .
+	$(DOCKER) build $(DOCKER_ARGS) -f docker/train.Dockerfile -t tandem-train .
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^tandem-'
+
+# The container tests: a private dockerd builds and runs the images (Debian's docker.io and
+# mmdebstrap are installed when missing), and the real Triton loads the model repository.
+# Here, not in `make test`: the training image's dependency layers (minutes, 2.4 GB).
+docker-test: setup
+	TANDEM_TRAIN_IMAGE=1 $(PY) -m pytest tests/test_docker.py tests/test_triton.py $(ARGS)
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

@@ -14,7 +14,8 @@ EDGE_FORMATS go to a second root (artifacts/edge/) with the same layout, no conf
 A variant is built in a hidden sibling `.tmp-<variant>-<pid>` and renamed into place, so a
 reader sees a whole variant or none. Readers skip dot-folders; the next export cleans them.
 A symlink that leaves its variant folder is refused, never followed (`verify`, `refusal`).
-This module imports no ML framework: the harness calls `verify` before loading.
+This module imports no ML framework: the harness calls `verify` before loading (writing a
+TFLite variant's config reads its tensor names with LiteRT, imported then).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ ARTIFACT_FILE = {
 EDGE_FORMATS = ("pte",)
 TMP_PREFIX = ".tmp-"  # a variant being built
 OLD_PREFIX = ".old-"  # the variant being replaced, between the two renames of `publish`
-# Triton backends for the formats it serves; TFLite variants get no config.pbtxt.
+# Triton's model config names the runtime by `platform` for the formats it has built in...
 PLATFORM = {
     "torchscript": "pytorch_libtorch",
     "pt2": "torch_aoti",
@@ -56,6 +57,10 @@ PLATFORM = {
     "onnx-tf": "onnxruntime_onnx",
     "savedmodel": "tensorflow_savedmodel",
 }
+# ... and by `backend` for TFLite, served by Triton's TFLite backend. That backend binds the
+# config's tensors by the .tflite file's own tensor names (the converter's, e.g.
+# `serving_default_images:0`), so those are read from the file (`tflite_tensor_names`).
+BACKEND = {"tflite": "armnn_tflite", "tflite-fp16": "armnn_tflite", "tflite-int8": "armnn_tflite"}
 
 
 # What every reader takes from a manifest; a manifest without one of them is refused.
@@ -130,25 +135,29 @@ def file_hashes(variant_dir: Path) -> dict[str, str]:
     }
 
 
-def config_pbtxt(name: str, fmt: str, spec: CNNSpec) -> str:
-    """Triton's model config; with max_batch_size > 0 the dims exclude the batch."""
+def config_pbtxt(
+    name: str, fmt: str, spec: CNNSpec, tensors: tuple[str, str] = (INPUT_NAME, OUTPUT_NAME)
+) -> str:
+    """Triton's model config; with max_batch_size > 0 the dims exclude the batch.
+    `tensors`: the (input, output) names the runtime knows them by."""
     if fmt == "pt2":
         return pt2_config_pbtxt(name, spec)
     side, channels = spec.image_size, spec.channels
+    runtime = f'platform: "{PLATFORM[fmt]}"' if fmt in PLATFORM else f'backend: "{BACKEND[fmt]}"'
     return (
         f'name: "{name}"\n'
-        f'platform: "{PLATFORM[fmt]}"\n'
+        f"{runtime}\n"
         f"max_batch_size: {MAX_BATCH_SIZE}\n"
         "input [\n"
         "  {\n"
-        f'    name: "{INPUT_NAME}"\n'
+        f'    name: "{tensors[0]}"\n'
         "    data_type: TYPE_FP32\n"
         f"    dims: [ {side}, {side}, {channels} ]\n"
         "  }\n"
         "]\n"
         "output [\n"
         "  {\n"
-        f'    name: "{OUTPUT_NAME}"\n'
+        f'    name: "{tensors[1]}"\n'
         "    data_type: TYPE_FP32\n"
         f"    dims: [ {spec.num_classes} ]\n"
         f'    label_filename: "{LABELS_FILE}"\n'
@@ -191,10 +200,23 @@ def pt2_config_pbtxt(name: str, spec: CNNSpec) -> str:
     )
 
 
+def tflite_tensor_names(path: Path) -> tuple[str, str]:
+    """(input, output) tensor names inside a .tflite file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    (images,), (logits,) = interpreter.get_input_details(), interpreter.get_output_details()
+    return images["name"], logits["name"]
+
+
 def write_metadata(staged: Path, name: str, fmt: str, spec: CNNSpec, labels: list[str]) -> None:
+    """labels.txt and Triton's config.pbtxt, beside the artifact already in `staged`."""
     (staged / LABELS_FILE).write_text("\n".join(labels) + "\n")
     if fmt in PLATFORM:
         (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec))
+    elif fmt in BACKEND:
+        tensors = tflite_tensor_names(staged / ARTIFACT_FILE[fmt])
+        (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec, tensors))
 
 
 def write_manifest(staged: Path, manifest: dict) -> dict:

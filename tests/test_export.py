@@ -197,12 +197,29 @@ def test_manifest(repos, dataset, trainer, fmt):
     assert ("opset" in manifest) == (fmt in ONNX_FORMATS)
     files = manifest["files"]
     assert repository.LABELS_FILE in files
-    assert (repository.CONFIG_FILE in files) == (fmt in repository.PLATFORM)
+    assert (repository.CONFIG_FILE in files) == (fmt in TRITON_RUNTIME)
     assert any(f == ARTIFACT_FILE[fmt] or f.startswith(ARTIFACT_FILE[fmt] + "/") for f in files)
     assert datetime.fromisoformat(manifest["created"]).utcoffset().total_seconds() == 0
 
 
-TRITON = [v for v in VARIANTS if v[2] in repository.PLATFORM]
+# Triton's runtime for each format: `platform` (built in) or `backend` (TFLite's).
+TRITON_RUNTIME = {
+    **{f: ("platform", p) for f, p in repository.PLATFORM.items()},
+    **{f: ("backend", b) for f, b in repository.BACKEND.items()},
+}
+TRITON = [v for v in VARIANTS if v[2] in TRITON_RUNTIME]
+
+
+def tensor_names(folder: Path, manifest: dict) -> dict[str, str]:
+    """The names the runtime knows the tensors by: the contract's, except inside a .tflite
+    file, where Triton's TFLite backend looks them up by the converter's names."""
+    if manifest["format"] not in repository.BACKEND:
+        return {side: manifest[side]["name"] for side in ("input", "output")}
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(folder / ARTIFACT_FILE[manifest["format"]]))
+    (images,), (logits,) = interpreter.get_input_details(), interpreter.get_output_details()
+    return {"input": images["name"], "output": logits["name"]}
 
 
 @pytest.mark.parametrize(("dataset", "trainer", "fmt"), TRITON, ids=ids(TRITON))
@@ -216,7 +233,8 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
         (variant / repository.CONFIG_FILE).read_text(), model_config_pb2.ModelConfig()
     )
     assert config.name == variant.name
-    assert config.platform == repository.PLATFORM[fmt]
+    field, runtime = TRITON_RUNTIME[fmt]
+    assert getattr(config, field) == runtime
     fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
     if fmt == "pt2":  # Triton addresses PT2 tensors by position and does not batch them yet
         assert config.backend == "pytorch" and config.max_batch_size == 0
@@ -226,10 +244,12 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
         names = dict(zip(("input", "output"), repository.PT2_TENSORS, strict=True))
         expected = {side: (names[side], manifest[side]["shape"]) for side in names}
     else:  # batch excluded from the dims when Triton batches
+        assert not getattr(config, "backend" if field == "platform" else "platform")
         assert config.max_batch_size == repository.MAX_BATCH_SIZE
         assert config.HasField("dynamic_batching")
+        names = tensor_names(variant, manifest)
         sides = ("input", "output")
-        expected = {side: (manifest[side]["name"], manifest[side]["shape"][1:]) for side in sides}
+        expected = {side: (names[side], manifest[side]["shape"][1:]) for side in sides}
     for side, tensors in (("input", config.input), ("output", config.output)):
         (tensor,) = tensors
         assert (tensor.name, list(tensor.dims)) == expected[side]

@@ -1,0 +1,43 @@
+# The training image: the project on a CUDA PyTorch base, training on the GPU.
+#
+#   docker build -f docker/train.Dockerfile -t tandem-train .
+#   docker run --rm --gpus all -v $PWD/artifacts:/workspace/artifacts tandem-train
+#
+# Entrypoint `python -m train --device cuda`; the default arguments train the torch loop
+# (TensorFlow here is the CPU wheel pyproject.toml pins, so the Keras trainers need
+# `--device cpu`). BASE_IMAGE must hold a CUDA build of torch at pyproject.toml's pin: the
+# build checks it. A network that needs its own TLS roots: see serve.Dockerfile (secret `ca`).
+ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
+
+# Every other dependency, at its pin, in a venv that sees the base's torch.
+FROM ${BASE_IMAGE} AS deps
+WORKDIR /opt/tandem
+COPY pyproject.toml README.md ./
+COPY docker/pins.py docker/
+RUN --mount=type=secret,id=ca \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && python3 -m venv --system-site-packages /opt/venv \
+    && python3 docker/pins.py pyproject.toml --constraints > /tmp/constraints.txt \
+    && python3 docker/pins.py pyproject.toml --all --except torch > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
+        -c /tmp/constraints.txt -r /tmp/requirements.txt
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1
+
+FROM deps
+# The base's torch: the pinned release, built with CUDA.
+RUN python docker/pins.py pyproject.toml --installed torch \
+    && python -c "import sys, torch; sys.exit(None if torch.version.cuda else \
+        'BASE_IMAGE: its torch ' + torch.__version__ + ' has no CUDA')"
+COPY train/ train/
+COPY export/ export/
+COPY harness/ harness/
+COPY serve/ serve/
+COPY benchmarks/ benchmarks/
+RUN --mount=type=secret,id=ca \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install --no-cache-dir --disable-pip-version-check --no-deps .
+# Checkpoints, repository and reports go under /workspace/artifacts: mount it to keep them.
+WORKDIR /workspace
+ENTRYPOINT ["python", "-m", "train", "--device", "cuda"]
+CMD ["--trainer", "torch"]

@@ -1,0 +1,144 @@
+"""The model repository in the real Triton server: every folder loads, or fails only for a
+backend that server lacks, never for its configuration.
+
+The server is Triton 2.51's own `tritonserver` binary as nvidia-pytriton 0.7 bundles it (CPU
+only; its one backend is Python's). PyTriton needs numpy < 2, so it lives in a venv of its
+own, made here on first use (.cache/pytriton-venv). A control folder without config.pbtxt
+(the layout TFLite variants once had) proves the check can fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from serve_live import free_port
+
+from export import repository
+
+pytestmark = pytest.mark.slow  # installs PyTriton, exports a repository
+
+REPO = Path(__file__).resolve().parents[1]
+PYTRITON = "nvidia-pytriton==0.7.0"
+VENV = REPO / ".cache" / "pytriton-venv"
+# The backends this server build lacks: failing for one of them is no fault of the config.
+MISSING_BACKENDS = {"onnxruntime", "tensorflow", "pytorch", "armnn_tflite"}
+NO_BACKEND = re.compile(r"unable to find backend library for backend '([^']+)'")
+POLL_FAILED = re.compile(r"Poll failed for model directory '([^']+)': (.*?)\"?$", re.M)
+CONTROL = "control.tflite"
+
+
+def tritonserver() -> Path:
+    """The bundled binary, installing PyTriton in its own venv when missing."""
+    stamp = VENV / "installed.txt"
+    if not (stamp.is_file() and stamp.read_text() == PYTRITON):
+        shutil.rmtree(VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", PYTRITON]
+        installed = subprocess.run(pip, capture_output=True, text=True)
+        if installed.returncode != 0:
+            why = f"cannot install {PYTRITON}: {installed.stderr[-2000:]}"
+            pytest.fail(why) if os.environ.get("CI") == "true" else pytest.skip(why)
+        stamp.write_text(PYTRITON)
+    found = sorted(VENV.glob("lib/python*/site-packages/pytriton/tritonserver/bin/tritonserver"))
+    assert found, f"no tritonserver binary inside {PYTRITON}"
+    return found[0]
+
+
+def classify(index: list[dict], log: str, folders: list[str]) -> dict[str, str]:
+    """{folder: "loaded" | "lacks <backend>" | "config error: <why>"} from Triton's
+    repository index and log. A folder whose config Triton refused is in the index without
+    a state, or missing; its reason is in the log."""
+    polled = dict(POLL_FAILED.findall(log))
+    rows = {row["name"]: row for row in index}
+    verdicts = {}
+    for folder in folders:
+        row = rows.get(folder, {})
+        missing = NO_BACKEND.search(row.get("reason", ""))
+        if row.get("state") == "READY":
+            verdicts[folder] = "loaded"
+        elif missing and missing.group(1) in MISSING_BACKENDS:
+            verdicts[folder] = f"lacks {missing.group(1)}"
+        else:
+            verdicts[folder] = f"config error: {row.get('reason') or polled.get(folder, row)}"
+    return verdicts
+
+
+def wait_live(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tritonserver exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/v2/health/live", timeout=2):
+                return
+        except (OSError, urllib.error.HTTPError):
+            time.sleep(0.3)
+    raise TimeoutError(f"tritonserver not live:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def verdicts(digits_repo, tmp_path_factory) -> dict[str, str]:
+    """Triton's verdict on every folder of the digits repository plus the control."""
+    binary = tritonserver()
+    _, source = digits_repo
+    tmp_path = tmp_path_factory.mktemp("triton")
+    models = tmp_path / "models"
+    shutil.copytree(source, models, ignore=shutil.ignore_patterns(".*"))
+    shutil.copytree(source / "torch.tflite", models / CONTROL)
+    (models / CONTROL / repository.CONFIG_FILE).unlink()
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    cmd = [
+        str(binary),
+        f"--model-repository={models}",
+        "--exit-on-error=false",  # report every folder, not just the first bad one
+        f"--backend-directory={binary.parents[1] / 'backends'}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc}",
+        "--metrics-address=127.0.0.1",
+        f"--metrics-port={metrics}",
+        "--allow-gpu-metrics=false",
+    ]
+    # Under pyenv the server's Python backend needs this interpreter's libpython.
+    libdir = sysconfig.get_config_var("LIBDIR")
+    env = os.environ | {"LD_LIBRARY_PATH": f"{libdir}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    log = tmp_path / "tritonserver.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        url = f"http://127.0.0.1:{http}"
+        wait_live(url, proc, log)
+        request = urllib.request.Request(url + "/v2/repository/index", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            index = json.loads(response.read())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    folders = sorted(p.name for p in models.iterdir() if p.is_dir())
+    return classify(index, log.read_text(), folders)
+
+
+def test_every_variant_loads_or_lacks_only_a_backend(verdicts, digits_repo, capsys):
+    variants = {name: v for name, v in verdicts.items() if name != CONTROL}
+    with capsys.disabled():
+        print("\n[triton] " + ", ".join(f"{n}: {v}" for n, v in sorted(variants.items())))
+    assert set(variants) == set(repository.variants(digits_repo[1]))
+    bad = {name: v for name, v in variants.items() if v.startswith("config error")}
+    assert not bad, bad
+
+
+def test_a_folder_without_config_is_a_config_error(verdicts):
+    assert verdicts[CONTROL].startswith("config error"), verdicts[CONTROL]
+    assert "tflite" in verdicts[CONTROL]
