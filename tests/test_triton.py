@@ -35,6 +35,10 @@ VENV = REPO / ".cache" / "pytriton-venv"
 MISSING_BACKENDS = {"onnxruntime", "tensorflow", "pytorch", "armnn_tflite"}
 NO_BACKEND = re.compile(r"unable to find backend library for backend '([^']+)'")
 POLL_FAILED = re.compile(r"Poll failed for model directory '([^']+)': (.*?)\"?$", re.M)
+# The pt2 config is the one Triton's PyTorch backend documents for PT2 packages, platform
+# "torch_aoti", which arrived after 2.51: this build refuses the pair as unknown. Only that
+# refusal, for a pt2 folder only, counts as a server too old, not as a config error.
+TOO_OLD = "unexpected 'platform' and 'backend' pair, got:torch_aoti, pytorch"
 CONTROL = "control.tflite"
 
 
@@ -69,6 +73,8 @@ def classify(index: list[dict], log: str, folders: list[str]) -> dict[str, str]:
             verdicts[folder] = "loaded"
         elif missing and missing.group(1) in MISSING_BACKENDS:
             verdicts[folder] = f"lacks {missing.group(1)}"
+        elif folder.endswith(".pt2") and TOO_OLD in polled.get(folder, ""):
+            verdicts[folder] = "lacks torch_aoti (Triton 26.03 and later)"
         else:
             verdicts[folder] = f"config error: {row.get('reason') or polled.get(folder, row)}"
     return verdicts
