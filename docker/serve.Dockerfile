@@ -31,6 +31,8 @@ COPY export/ export/
 COPY harness/ harness/
 COPY serve/ serve/
 COPY benchmarks/ benchmarks/
+# the site builder, a package of the project (its npm sources stay out)
+COPY web/*.py web/
 # The project itself without its dependencies (torch, TensorFlow, ...), then no pip at all.
 RUN --mount=type=secret,id=ca \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
