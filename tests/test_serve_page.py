@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from serve_live import Live, subset
 
+from harness.browser import CHROMIUM, FLAGS  # the one headless-Chromium recipe
 from train.data import load_digits
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NAMES = ["torch.onnx", "torch.tflite", "torch.tflite-int8"]
 
 pytestmark = [
