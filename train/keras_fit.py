@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from train import data, record
 from train.config import CNNSpec, TrainConfig
-from train.keras_tape import build, evaluate, pick_device, reseed, save
+from train.keras_tape import build, check_flags, evaluate, pick_device, reseed, save
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -84,6 +84,7 @@ def train(
 ) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
+    check_flags(cfg, device)
     with tf.device(device):
         model, run_dir, history = build(cfg, splits, spec)
         on_step = on_step or (lambda model: None)
