@@ -124,6 +124,7 @@ def broken_repo(tmp_path_factory) -> tuple[Path, Path]:
     return cfg.out, repo
 
 
+@pytest.mark.slow
 def test_make_parity_junit_xml(broken_repo, tmp_path):
     """`make parity ARGS="--junit-xml PATH"`: the gate's rows, one case each, as judged."""
     checkpoints, repo = broken_repo
@@ -156,6 +157,7 @@ def pytest_route(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_pytest_route(broken_repo, tmp_path):
     checkpoints, repo = broken_repo
     path = tmp_path / "pytest.xml"
