@@ -40,14 +40,18 @@ def rows(config: pytest.Config) -> list[dict]:
     """The gate's rows, run once per session (at collection: the ids are the row names)."""
     if ROWS not in config.stash:
         from harness import parity
+        from train.checkpoint import CheckpointError
 
         option = config.getoption
-        result = parity.run(
-            option("parity_repository"),
-            option("parity_checkpoints"),
-            option("parity_reports"),
-            option("parity_replay"),
-        )
+        try:
+            result = parity.run(
+                option("parity_repository"),
+                option("parity_checkpoints"),
+                option("parity_reports"),
+                option("parity_replay"),
+            )
+        except (CheckpointError, SystemExit) as e:  # no checkpoint, or no variant: say which
+            raise pytest.UsageError(f"--parity-repository: {e}") from e
         config.stash[ROWS] = result["variants"]
     return config.stash[ROWS]
 

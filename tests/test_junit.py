@@ -195,3 +195,10 @@ def test_workflow_runs_the_gate_and_uploads_the_report():
     uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
     assert uploads and uploads[0]["with"]["path"].startswith("artifacts/reports")
     assert uploads[0]["if"] == "always()", "the report is what a failed gate leaves to read"
+
+
+def test_pytest_route_with_an_empty_repository_says_so(tmp_path):
+    (tmp_path / "repo").mkdir()
+    done = pytest_route(tmp_path, "--parity-repository", str(tmp_path / "repo"))
+    assert done.returncode not in (0, 1), done.stdout + done.stderr  # an error, not a verdict
+    assert "no variants in" in done.stdout + done.stderr
