@@ -2,7 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# GPU=1: TensorFlow with its CUDA wheels (the `gpu` extra) in place of tensorflow-cpu
+# (README, "Keras on the GPU"). A .venv set up with GPU=1 keeps it without repeating it.
+GPU ?= $(if $(wildcard $(VENV)/.installed-gpu),1,0)
+TENSORFLOW := $(if $(filter 1,$(GPU)),gpu,cpu)
+# The other extra's TensorFlow distribution: both install the `tensorflow` package's files.
+OTHER_TF := $(if $(filter 1,$(GPU)),tensorflow-cpu,tensorflow)
+STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
 .PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
@@ -13,8 +19,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "tandem needs Python >= 3.11 (set PYTHON=python3.11)"; exit 1; }
+	@! $(PY) -c "import importlib.metadata as m; m.version('$(OTHER_TF)')" 2>/dev/null || \
+		{ echo "$(VENV) holds $(OTHER_TF), whose files the $(TENSORFLOW) extra's TensorFlow" \
+		"would overwrite: rm -rf $(VENV), then make setup GPU=$(GPU)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,$(TENSORFLOW)]'
 	touch $(STAMP)
 
 train: setup

@@ -3,6 +3,7 @@ and the pins live in one place.
 
     python3 docker/pins.py pyproject.toml numpy onnxruntime    # those two, as pinned
     python3 docker/pins.py pyproject.toml --all --except torch  # every dependency but torch
+    python3 docker/pins.py pyproject.toml --all --extra gpu     # and the `gpu` extra's pins
     python3 docker/pins.py pyproject.toml --constraints         # every pin, for `pip -c`
     python3 docker/pins.py pyproject.toml --installed torch     # fails unless torch is as pinned
 
@@ -30,11 +31,18 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pins(pyproject: Path) -> dict[str, str]:
-    """{canonical name: requirement line} of [project] dependencies."""
-    dependencies = tomllib.loads(Path(pyproject).read_text())["project"]["dependencies"]
+def pins(pyproject: Path, extras: tuple[str, ...] = ()) -> dict[str, str]:
+    """{canonical name: requirement line} of [project] dependencies and of these extras
+    ([project.optional-dependencies]); an unknown extra is an error."""
+    project = tomllib.loads(Path(pyproject).read_text())["project"]
+    optional = project.get("optional-dependencies", {})
+    unknown = [e for e in extras if e not in optional]
+    if unknown:
+        raise SystemExit(
+            f"not an extra in pyproject.toml: {', '.join(unknown)} (it has {', '.join(optional)})"
+        )
     found = {}
-    for line in dependencies:
+    for line in [*project["dependencies"], *(d for e in extras for d in optional[e])]:
         name = re.match(r"[A-Za-z0-9._-]+", line).group(0)
         found[canonical(name)] = line
     return found
@@ -82,13 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every dependency")
     parser.add_argument("--except", dest="skip", nargs="*", default=[], help="leave these out")
     parser.add_argument(
+        "--extra",
+        dest="extras",
+        action="append",
+        default=[],
+        help="an optional-dependencies group whose pins count as dependencies (repeatable)",
+    )
+    parser.add_argument(
         "--constraints", action="store_true", help="every pin without extras (pip -c format)"
     )
     parser.add_argument(
         "--installed", action="store_true", help="check that the named ones are installed as pinned"
     )
     args = parser.parse_intermixed_args(argv)  # names may follow the options
-    pinned = pins(args.pyproject)
+    pinned = pins(args.pyproject, tuple(args.extras))
     if args.installed:
         select(pinned, args.names, False, [])  # an unknown name is an error here too
         problems = check_installed(pinned, args.names)

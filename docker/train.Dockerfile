@@ -3,9 +3,9 @@
 #   docker build -f docker/train.Dockerfile -t tandem-train .
 #   docker run --rm --gpus all -v $PWD/artifacts:/workspace/artifacts tandem-train
 #
-# Entrypoint `python -m train --device cuda`; the default arguments train the torch loop
-# (TensorFlow here is the CPU wheel pyproject.toml pins, so the Keras trainers need
-# `--device cpu`). BASE_IMAGE must hold a CUDA build of torch at pyproject.toml's pin: the
+# Entrypoint `python -m train --device cuda`; the default arguments train the torch loop.
+# TensorFlow here is pyproject.toml's `gpu` extra (its CUDA wheels, README "Keras on the
+# GPU"), so `--trainer keras-fit` and `keras-tape` train on the GPU too. BASE_IMAGE must hold a CUDA build of torch at pyproject.toml's pin: the
 # build checks it. A network that needs its own TLS roots: see serve.Dockerfile (secret `ca`).
 ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
 
@@ -17,8 +17,8 @@ COPY docker/pins.py docker/
 RUN --mount=type=secret,id=ca \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python3 -m venv --system-site-packages /opt/venv \
-    && python3 docker/pins.py pyproject.toml --constraints > /tmp/constraints.txt \
-    && python3 docker/pins.py pyproject.toml --all --except torch > /tmp/requirements.txt \
+    && python3 docker/pins.py pyproject.toml --constraints --extra gpu > /tmp/constraints.txt \
+    && python3 docker/pins.py pyproject.toml --all --extra gpu --except torch > /tmp/requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
         -c /tmp/constraints.txt -r /tmp/requirements.txt
 ENV PATH=/opt/venv/bin:$PATH \

@@ -4,6 +4,7 @@
     python -m harness.parity --replay        # reuse the saved golden inputs and references
     python -m harness.parity --strict        # inconclusive rows fail the gate too
     python -m harness.parity --browser       # and each in-browser runtime of the built site
+    python -m harness.parity --junit-xml artifacts/reports/parity-junit.xml   # for CI
 
 Golden set per trainer: the held-out images of the checkpoint's own split (val + test,
 labelled: the model never trained on them) plus seeded uniform-noise images (unlabelled),
@@ -242,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 on inconclusive rows too, not only on fails"
     )
+    parser.add_argument(
+        "--junit-xml",
+        type=Path,
+        metavar="PATH",
+        help="also write the report as JUnit XML for CI: a case per variant, a fail a "
+        "<failure>, an inconclusive row a <skipped> (with --strict a <failure>)",
+    )
     args = parser.parse_args(argv)
     from train.checkpoint import CheckpointError
 
@@ -251,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.junit_xml:
+        from harness import junit
+
+        print(f"JUnit XML: {junit.write(result, args.junit_xml, args.strict)}")
     for v in result["variants"]:
         if v["verdict"] != PASS:
             print(f"{v['verdict'].upper()} {v['name']}: {v['reason']}", file=sys.stderr)

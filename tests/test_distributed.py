@@ -242,8 +242,16 @@ TWO_WORKERS = json.dumps(
         (["--trainer", "torch", "--replicas", "2"], {}, "torchrun --nproc-per-node 2"),
         (["--trainer", "torch"], {"TF_CONFIG": TWO_WORKERS}, "start it with torchrun"),
         (["--trainer", "keras-tape"], {"WORLD_SIZE": "2", "RANK": "0"}, "under tf.distribute"),
+        (["--trainer", "keras-tape", "--replicas", "2", "--compile"], {}, "is not XLA-compiled"),
     ],
-    ids=["keras-fit-multiworker", "keras-fit-uneven", "torch-replicas", "torch-tf", "tape-torch"],
+    ids=[
+        "keras-fit-multiworker",
+        "keras-fit-uneven",
+        "torch-replicas",
+        "torch-tf",
+        "tape-torch",
+        "tape-replicas-xla",
+    ],
 )
 def test_refused_before_training(argv, env, says, monkeypatch, capsys, tmp_path):
     """What an engine cannot run as asked is an error that says why, before any training."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,20 @@ def test_dockerfiles_name_only_pinned_packages(dockerfile):
     text = (REPO / "docker" / dockerfile).read_text().replace("\\\n", " ")
     calls = re.findall(r"docker/pins\.py pyproject\.toml ([^>&\n]*)", text)
     assert calls
-    pinned = pins.pins(PYPROJECT)
-    for call in calls:
-        names = [w.strip("\"'") for w in call.split() if not w.startswith("-")]
-        pins.select(pinned, names, False, [])  # raises on a name pyproject does not pin
+    for call in calls:  # pins.py exits with the reason on a name or extra pyproject lacks
+        assert pins.main([str(PYPROJECT), *shlex.split(call)]) == 0, call
+
+
+def test_the_training_image_installs_tensorflow_with_cuda(capsys):
+    text = (REPO / "docker" / "train.Dockerfile").read_text().replace("\\\n", " ")
+    (call,) = re.findall(r"docker/pins\.py pyproject\.toml (--all[^>&\n]*)", text)
+    capsys.readouterr()
+    assert pins.main([str(PYPROJECT), *shlex.split(call)]) == 0
+    lines = capsys.readouterr().out.split()
+    assert "tensorflow[and-cuda]==2.21.0" in lines, lines
+    assert not [line for line in lines if line.startswith(("tensorflow-cpu", "torch="))]
+
+
+def test_an_unknown_extra_is_an_error():
+    with pytest.raises(SystemExit, match=r"not an extra in pyproject\.toml: gpus"):
+        pins.pins(PYPROJECT, ("gpus",))

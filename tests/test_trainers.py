@@ -66,3 +66,59 @@ def test_checkpoint_rebuilds_its_own_split(rgb_checkpoints):
     splits = checkpoint.find("torch", out).splits()
     assert sum(len(s.labels) for s in (splits.train, splits.val, splits.test)) == 400
     assert splits.test.images.shape[1:] == (16, 16, 3)
+
+
+def test_speed_flags_mean_one_thing_in_every_trainer():
+    """--bf16 and --compile are honoured by all three; --channels-last, a PyTorch memory
+    format, by torch alone: asked of a Keras trainer it is an error that says why."""
+    from train.__main__ import refused_flags
+
+    assert refused_flags(TrainConfig(bf16=True, compile=True), list(TRAINERS)) == ""
+    assert refused_flags(TrainConfig(channels_last=True), ["torch"]) == ""
+    why = refused_flags(TrainConfig(channels_last=True), list(TRAINERS))
+    assert "--channels-last" in why and "NHWC" in why and "keras-fit, keras-tape" in why
+
+
+def test_refused_flag_exits_before_any_work(tmp_path, capsys):
+    from train.__main__ import main
+
+    code = main(["--trainer", "keras-tape", "--channels-last", "--out", str(tmp_path)])
+    assert code == 2 and "NHWC" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir()), "nothing trained, nothing written"
+
+
+def gpu_visible(trainer: str) -> bool:
+    if trainer == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_device_cuda_without_a_gpu_says_so(tmp_path, trainer):
+    if gpu_visible(trainer):
+        pytest.skip("a GPU is visible here")
+    with pytest.raises(SystemExit, match=r"--device cuda: .* sees no (CUDA )?GPU") as e:
+        quick(tmp_path, trainer, device="cuda")
+    if trainer != "torch":
+        import tensorflow as tf
+
+        # tensorflow-cpu can never see one: the message names the install that can
+        assert ("make setup GPU=1" in str(e.value)) != tf.test.is_built_with_cuda()
+
+
+def test_tensorflow_then_triton_loads(tmp_path):
+    """The GPU install holds torch's triton and a TensorFlow that loads its LLVM globally;
+    importing `train` first (train/__init__.py) keeps `import triton` from crashing."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if not importlib.util.find_spec("triton"):
+        pytest.skip("no triton here: only torch's CUDA build brings it (make setup GPU=1)")
+    code = "import train, tensorflow, triton"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]

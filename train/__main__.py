@@ -2,6 +2,7 @@
 
 python -m train                         # all three on the embedded digits
 python -m train --trainer torch --device cuda --bf16 --channels-last
+python -m train --trainer keras-fit --device cuda --bf16 --compile
 python -m train --data path/to/folder --image-size 32 --channels 3
 """
 
@@ -16,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from train import cluster, data, record
-from train.config import INIT_SOURCES, TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
+from train.config import INIT_SOURCES, TRAINERS, CNNSpec, TrainConfig
 
 HELP = {
     "trainer": "which trainer to run, or all",
@@ -35,8 +36,11 @@ HELP = {
     "other framework, so every trainer starts from the same weights), or own (each its own)",
     "seed": "seed for the split, the init, dropout and the batch order",
     "device": "auto (GPU when there is one), cpu or cuda",
-    "bf16": "torch on CUDA only: bf16 autocast (refused elsewhere)",
-    "channels_last": "torch on CUDA only: channels_last memory format (refused elsewhere)",
+    "bf16": "bfloat16 mixed precision, float32 weights and logits: torch's bf16 autocast, "
+    "Keras' mixed_bfloat16 policy (CPU or GPU)",
+    "channels_last": "torch only: the channels_last memory format (Keras is NHWC already)",
+    "compile": "compile the model: torch.compile (torch; needs a C++ compiler on the CPU), "
+    "XLA jit_compile (Keras)",
     "resume": "continue from the checkpoint's last saved epoch",
     "stop_after": "stop once this many epochs are done, to --resume later (0 = run to --epochs)",
     "out": "checkpoint root; each trainer writes <out>/<trainer>/",
@@ -86,8 +90,14 @@ TRAINER_MODULES = {
     "keras-tape": "train.keras_tape",
 }
 assert tuple(TRAINER_MODULES) == TRAINERS, "one module per trainer, in TRAINERS order"
-# Flags only the torch trainer can honour (and it only on CUDA: train/torch_loop.py).
-TORCH_ONLY = ("bf16", "channels_last")
+# Flags some trainers cannot honour, and why: asking one of them is an error, never ignored.
+# What a flag needs of the machine (a bf16 GPU, a C++ compiler) each trainer checks itself.
+REFUSED = {
+    "channels_last": (
+        ("keras-fit", "keras-tape"),
+        "a PyTorch memory format; Keras keeps images channels-last (NHWC) already",
+    ),
+}
 
 
 def run(
@@ -111,13 +121,14 @@ def run(
 
 def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:
     """Why these flags cannot be honoured by these trainers; empty when they can."""
-    asked = ["--" + f.replace("_", "-") for f in TORCH_ONLY if getattr(cfg, f)]
-    others = [t for t in trainers if TRAINER_FRAMEWORK[t] != "torch"]
-    if asked and others:
-        return (
-            f"{' and '.join(asked)}: honoured by the torch trainer on CUDA only, not by "
-            f"{', '.join(others)}; pass --trainer torch or drop the flag"
-        )
+    for flag, (refusing, why) in REFUSED.items():
+        cannot = [t for t in trainers if t in refusing]
+        if getattr(cfg, flag) and cannot:
+            able = [t for t in TRAINERS if t not in refusing]
+            return (
+                f"--{flag.replace('_', '-')}: {why}, so {', '.join(cannot)} cannot honour it; "
+                f"pass --trainer {' or '.join(able)}, or drop the flag"
+            )
     return ""
 
 

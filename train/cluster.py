@@ -109,6 +109,13 @@ def refused(cfg: TrainConfig, trainers: list[str]) -> str:
                 f"MultiWorkerMirroredStrategy fails in Keras 3 ({FIT_MULTIWORKER_ISSUE}); "
                 "train keras-tape across hosts, or keras-fit with --replicas N on one host"
             )
+        several = cfg.replicas > 1 or tf_config_process().size > 1
+        if trainer == "keras-tape" and cfg.compile and several:
+            reasons.append(
+                "keras-tape with --compile on several replicas or workers: its step across "
+                "replicas (strategy.run) is not XLA-compiled; drop --compile, or train "
+                "keras-fit (--replicas) or one process"
+            )
         if trainer == "keras-fit" and cfg.replicas > 1 and cfg.batch_size % cfg.replicas:
             reasons.append(
                 f"keras-fit with --batch-size {cfg.batch_size} on {cfg.replicas} replicas: "

@@ -132,8 +132,9 @@ class TrainConfig:
     init: str = "torch"  # INIT_SOURCES: who draws the one set of initial weights
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = False  # torch on CUDA only; refused elsewhere
-    channels_last: bool = False  # torch on CUDA only; refused elsewhere
+    bf16: bool = False  # bf16 compute, float32 weights and logits (autocast / mixed_bfloat16)
+    channels_last: bool = False  # torch's memory format; Keras is NHWC already (refused there)
+    compile: bool = False  # the model compiled: torch.compile (torch), XLA (Keras)
     resume: bool = False
     stop_after: int = 0  # >0: stop once this many epochs are done (resume later)
     out: Path = CHECKPOINTS

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from train import data, keras_distribute, record
 from train.config import CNNSpec, TrainConfig
-from train.keras_tape import build, evaluate, pick_device, reseed, save
+from train.keras_tape import build, check_flags, evaluate, pick_device, reseed, save
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -84,6 +84,7 @@ def train(
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
+    check_flags(cfg, device)
     with keras_distribute.placed(strategy, device):  # model.fit splits each batch itself
         model, run_dir, history = keras_distribute.build(strategy, build, cfg, splits, spec)
         on_step = on_step or (lambda model: None)

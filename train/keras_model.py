@@ -14,8 +14,19 @@ from train.config import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX, CNNSpec
 from train.keras_match import TorchBatchNorm
 
 
-def build(spec: CNNSpec, seed: int = 0) -> keras.Model:
+def build(spec: CNNSpec, seed: int = 0, policy: str = "float32") -> keras.Model:
+    """policy: Keras' dtype policy of every layer but the logits, which compute and return
+    float32 whatever it is ("mixed_bfloat16" for --bf16: bf16 compute, float32 weights)."""
     keras.utils.set_random_seed(seed)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)  # each layer takes it as it is made
+    try:
+        return assemble(spec)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def assemble(spec: CNNSpec) -> keras.Model:
     images = keras.Input((spec.image_size, spec.image_size, spec.channels), name=INPUT_NAME)
     x = layers.Rescaling(1.0 / PIXEL_MAX, name="rescale")(images)
     x = layers.Normalization(
@@ -34,7 +45,8 @@ def build(spec: CNNSpec, seed: int = 0) -> keras.Model:
     x = layers.Dropout(spec.dropout, name="drop0")(x)
     x = layers.Dense(spec.hidden, activation="relu", name="fc0")(x)
     x = layers.Dropout(spec.dropout, name="drop1")(x)
-    logits = layers.Dense(spec.num_classes, name=OUTPUT_NAME)(x)
+    # float32 under any policy, so the loss, every export and the parity contract get float32
+    logits = layers.Dense(spec.num_classes, dtype="float32", name=OUTPUT_NAME)(x)
     return keras.Model(images, logits, name="cnn")
 
 

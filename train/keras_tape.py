@@ -4,6 +4,7 @@ shares `build`, `reseed`, `evaluate` and `save`, so only the loop differs."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,19 +21,58 @@ from train.keras_match import TorchAdam
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["keras-tape"]]
 
 
+# --bf16: bf16 compute with float32 weights; the logits layer stays float32 (keras_model).
+POLICY = {False: "float32", True: "mixed_bfloat16"}
+
+
 def pick_device(requested: str) -> str:
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # Else TensorFlow takes the whole GPU at once and leaves torch, in this process, none.
+        with contextlib.suppress(RuntimeError):  # set already, by an earlier trainer
+            tf.config.experimental.set_memory_growth(gpu, True)
     gpus = tf.config.list_logical_devices("GPU")
     if requested == "cuda" and not gpus:
-        raise SystemExit("--device cuda: TensorFlow sees no GPU here; use --device cpu or auto")
+        raise SystemExit(f"--device cuda: {no_gpu()}; use --device cpu or auto")
     return "/GPU:0" if gpus and requested != "cpu" else "/CPU:0"
+
+
+def no_gpu() -> str:
+    """Why TensorFlow sees no GPU, as far as it can tell."""
+    if not tf.test.is_built_with_cuda():
+        return (
+            f"TensorFlow {tf.__version__} sees no GPU: it is a CPU-only build (tensorflow-cpu); "
+            "`make setup GPU=1` installs TensorFlow with its CUDA wheels"
+        )
+    return f"TensorFlow {tf.__version__} (built with CUDA) sees no GPU (does nvidia-smi?)"
+
+
+def check_flags(cfg: TrainConfig, device: str) -> None:
+    """What --bf16 needs of this machine, checked before any work (as train/torch_loop.py)."""
+    if not (cfg.bf16 and device.startswith("/GPU")):
+        return
+    details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+    if details.get("compute_capability", (0, 0)) < (8, 0):
+        raise SystemExit(
+            f"--bf16: {details.get('device_name', 'this GPU')} has no bfloat16 arithmetic "
+            "(compute capability 8.0 or newer); drop the flag"
+        )
+
+
+def determinism(on: bool) -> None:
+    """Op determinism, on for every run but --compile's: XLA has no deterministic MaxPool
+    gradient (UnimplementedError, on the CPU too) and Keras turns XLA off while it is on.
+    XLA on the CPU repeats itself without it (tested); on a GPU that is not promised."""
+    from tensorflow.python.framework import config  # the public API can only switch it on
+
+    (config.enable_op_determinism if on else config.disable_op_determinism)()
 
 
 def build(
     cfg: TrainConfig, splits: data.Splits, spec: CNNSpec
 ) -> tuple[keras.Model, Path, list[dict]]:
     """Model + optimiser + loss, compiled so that model.save keeps the optimiser state."""
-    tf.config.experimental.enable_op_determinism()
-    model = keras_model.build(spec, cfg.seed)
+    determinism(not cfg.compile)
+    model = keras_model.build(spec, cfg.seed, POLICY[cfg.bf16])
     init = initial.start_keras(model, spec, cfg.init, cfg.seed)  # torch's init, by default
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
@@ -40,11 +80,28 @@ def build(
     # count before the update gives CosineAnnealingLR's learning rate at every step.
     optimizer = TorchAdam(learning_rate=schedule, epsilon=cfg.adam_eps)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"])
+    # jit_compile set either way: Keras' "auto" would XLA-compile model.fit on a GPU only.
+    model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"], jit_compile=cfg.compile)
     run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
     if history:  # resume: the checkpoint's weights replace the init
-        model = keras.models.load_model(run_dir / WEIGHTS)
+        model = resume(run_dir / WEIGHTS, cfg)
+    if model.jit_compile != cfg.compile:  # Keras turns XLA off, with a warning, where it can't
+        raise SystemExit("--compile: Keras cannot XLA-compile this model here; drop the flag")
     return model, run_dir, history
+
+
+def resume(path: Path, cfg: TrainConfig) -> keras.Model:
+    """The saved model with its optimiser state, compiled as this run asks."""
+    model = keras.models.load_model(path)
+    policy = keras_model.convs(model)[0].dtype_policy.name
+    if policy != POLICY[cfg.bf16]:
+        raise SystemExit(
+            f"cannot resume {path.parent}: it was trained with the {policy} policy, this run "
+            f"asks for {POLICY[cfg.bf16]} (--bf16 is {'on' if cfg.bf16 else 'off'}); "
+            "resume with the flags it started with, or drop --resume"
+        )
+    model.jit_compile = cfg.compile
+    return model
 
 
 def train(
@@ -53,10 +110,12 @@ def train(
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
+    check_flags(cfg, device)
     with keras_distribute.placed(strategy, device):
         model, run_dir, history = keras_distribute.build(strategy, build, cfg, splits, spec)
 
-        @tf.function(reduce_retracing=True)  # as model.fit: one trace for every batch size
+        # As model.fit: one trace for every batch size, XLA-compiled under --compile.
+        @tf.function(reduce_retracing=True, jit_compile=model.jit_compile)
         def step_fn(images, labels):
             return train_step(model, images, labels)
 
