@@ -27,7 +27,7 @@ IMAGE_SIZE, CHANNELS, CLASSES = 32, 3, 10
 def workload(quick: bool, cuda: bool = False) -> dict:
     if cuda:
         return {"samples": 50_000, "batch_size": 1024, "epochs": 2 if quick else 3}
-    return {"samples": 1024 if quick else 8192, "batch_size": 64 if quick else 256, "epochs": 2}
+    return {"samples": 1024 if quick else 2048, "batch_size": 64 if quick else 128, "epochs": 2}
 
 
 def train_run(work: dict, out: Path, trainer: str, *flags: str, max_steps: int = 0) -> dict:
