@@ -7,6 +7,7 @@ never disagree with the JSON it was made from.
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
 
 PEERS = ("triton", "litserve", "bare-asgi-v2", "noop")
@@ -191,17 +192,16 @@ def plots(bench: dict, out: Path) -> list[Path]:
 
 def runtime_plots(section: dict, out: Path, plt) -> list[Path]:
     rows = section["rows"]
+    threads = f"{section['threads']} thread(s)"
     written = []
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
     names = [r["variant"] for r in rows]
-    ax.barh(names, [r["b1_p50_ms"] for r in rows], label="p50")
-    ax.barh(
-        names,
-        [r["b1_p99_ms"] - r["b1_p50_ms"] for r in rows],
-        left=[r["b1_p50_ms"] for r in rows],
-        alpha=0.4,
-        label="to p99",
-    )
+    # A bar from p50 to p99 and a dot at p50: on a log axis a bar from 0 would mislead.
+    p50, p99 = [r["b1_p50_ms"] for r in rows], [r["b1_p99_ms"] for r in rows]
+    ax.barh(names, [b - a for a, b in zip(p50, p99, strict=True)], left=p50, alpha=0.35,
+            label="p50 to p99")  # fmt: skip
+    ax.plot(p50, names, "o", label="p50")
+    ax.set_xlim(left=min(p50) * 0.7)
     ax.set_xlabel("batch-1 latency, ms (log)")
     ax.set_xscale("log")
     ax.invert_yaxis()
@@ -210,14 +210,18 @@ def runtime_plots(section: dict, out: Path, plt) -> list[Path]:
     save_figure(fig, written_path := out / PLOTS["latency"])
     written.append(written_path)
     fig, ax = plt.subplots(figsize=(8, 5))
+    # One line per format (the median over its trainers' variants): nine lines, not 27.
+    formats: dict[str, list[dict]] = {}
     for r in rows:
-        batches = sorted(int(b) for b in r["images_per_s"])
-        ax.plot(
-            batches, [r["images_per_s"][str(b)] for b in batches], marker="o", label=r["variant"]
-        )
+        formats.setdefault(r["format"], []).append(r["images_per_s"])
+    for i, (name, figures) in enumerate(formats.items()):
+        batches = sorted({int(b) for f in figures for b in f})
+        medians = [statistics.median(f[str(b)] for f in figures if str(b) in f) for b in batches]
+        label = f"{name} ({len(figures)})"
+        ax.plot(batches, medians, marker="osv^D<>p*h"[i % 10], label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images/s")
-    ax.set_title("Throughput vs batch size")
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"Throughput vs batch size, per format (median of its variants), {threads}")
+    ax.legend(fontsize=8, ncol=2)
     save_figure(fig, written_path := out / PLOTS["throughput"])
     written.append(written_path)
     return written
