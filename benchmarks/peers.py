@@ -59,7 +59,9 @@ def peers_python(
     if not install:
         raise VenvError(f"{venv} is not built with {' '.join(requirements)} (make bench builds it)")
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
+    if made.returncode != 0:
+        raise VenvError(f"cannot make a venv at {venv}: {made.stderr[-1000:]}")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     installed = subprocess.run([*pip, *requirements], capture_output=True, text=True)
     if installed.returncode != 0:

@@ -71,6 +71,8 @@ def requests(model: str, images: np.ndarray) -> dict[str, tuple[str, bytes, dict
 
 async def wait_ready(session, proc: peers.Process, timeout: float) -> str:
     """'' once the health path answers 200; else why not."""
+    import aiohttp
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if why := proc.exited():
@@ -79,7 +81,7 @@ async def wait_ready(session, proc: peers.Process, timeout: float) -> str:
             async with session.get(proc.url + proc.launch.health) as r:
                 if r.status == 200:
                     return ""
-        except OSError:
+        except (aiohttp.ClientError, OSError):  # not listening yet, or closed on us
             pass
         await asyncio.sleep(0.25)
     return f"not ready after {timeout:.0f} s"
