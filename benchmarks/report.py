@@ -122,9 +122,8 @@ def server_md(s: dict) -> list[str]:
     ]
     for r in s["rows"]:
         if r["req_per_s"] is None:
-            out.append(
-                f"| {r['server']} | {r['concurrency']} | skipped: {r['skipped'][:120]} |||||"
-            )
+            why = " ".join(r["skipped"].split()).replace("|", "/")[:160]  # one table cell
+            out.append(f"| {r['server']} | {r['concurrency']} | skipped: {why} |" + " |" * 5)
             continue
         out.append(
             f"| {r['server']} | {r['concurrency']} | {r['req_per_s']:,.0f} | {r['p50_ms']:.2f} | "
