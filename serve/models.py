@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import harness
-from export import repository
+from export import repository, triton_config
 from harness.parity import GOLDEN_FILE
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge
 from serve import catalog, v2
@@ -84,7 +84,7 @@ class Servable:
 def platform(fmt: str | None) -> str:
     """What Triton's model metadata says for a folder of this format: the config's
     `platform`, or for a backend-only config the backend's name, as Triton reports it."""
-    return repository.PLATFORM.get(fmt) or repository.BACKEND.get(fmt, "unknown")
+    return triton_config.PLATFORM.get(fmt) or triton_config.BACKEND.get(fmt, "unknown")
 
 
 def check(model: harness.Backend, manifest: dict, golden: Golden) -> dict:
