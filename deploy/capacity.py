@@ -2,6 +2,7 @@
 from the server benchmark of `make bench` (artifacts/reports/bench.json, section `server`).
 
     python -m deploy.capacity                    # the plan from deploy/bench-snapshot.json
+    python -m deploy.capacity --write            # ... and into the README and manifests
     python -m deploy.capacity --bench artifacts/reports/bench.json --write
         # take that report's figures into the snapshot, then rewrite the README's table and
         # the manifests' maxReplicas from them (`make capacity`)
@@ -83,9 +84,9 @@ def table(snap: dict) -> str:
         cells += [str(p["replicas"][load]) for load in LOADS]
         lines.append(f"| {server} | " + " | ".join(cells) + " |")
     note = (
-        f"From {snap['source']}: model `{bench['model']}`, 1 image per request, server on "
-        f"{bench['server_cores']} core(s) and load generator on {bench['load_cores']} of a "
-        f"{machine['cpu']} ({machine['logical_cores']} logical cores), {bench['seconds']:g} s "
+        f"From {snap['source']}: model `{bench['model']}`, 1 image per request; server "
+        f"pinned to {bench['server_cores']} core, load generator to {bench['load_cores']}, of "
+        f"{machine['logical_cores']} logical cores ({machine['cpu']}); {bench['seconds']:g} s "
         f"per run. Planned at {HEADROOM:.0%} of the measured rate per core (headroom for "
         f"bursts and for the autoscaler to react); HPA CPU target {hpa_target()}% of the one "
         f"core each replica requests."
@@ -104,13 +105,15 @@ def max_replicas(snap: dict, server: str) -> int | None:
     return None if "skipped" in p else p["replicas"][max(LOADS)]
 
 
-def write(snap: dict) -> None:
+def write(
+    snap: dict, snapshot_file: Path = SNAPSHOT, readme_file: Path = README, sized_by=SIZED_BY
+) -> None:
     """The snapshot, the README's table and the manifests' maxReplicas, from `snap`."""
-    SNAPSHOT.write_text(json.dumps(snap, indent=2) + "\n")
-    readme = README.read_text()
+    snapshot_file.write_text(json.dumps(snap, indent=2) + "\n")
+    readme = readme_file.read_text()
     start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    README.write_text(readme[:start] + "\n" + table(snap) + "\n" + readme[end:])
-    for path, server in SIZED_BY.items():
+    readme_file.write_text(readme[:start] + "\n" + table(snap) + "\n" + readme[end:])
+    for path, server in sized_by.items():
         n = max_replicas(snap, server)
         if n is not None:
             path.write_text(re.sub(r"(?m)^(\s*maxReplicas: )\d+$", rf"\g<1>{n}", path.read_text()))

@@ -15,7 +15,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import train_all
 from serve_live import free_port
 
 from deploy import (
@@ -242,6 +241,29 @@ def test_a_skipped_triton_says_so(tmp_path):
     assert "skipped: no PyTriton" in out.stdout
 
 
+def test_write_takes_a_new_bench_into_readme_and_manifests(tmp_path):
+    bench = bench_fixture(triton_skipped=True)
+    for r in bench["server"]["rows"]:
+        if (r["server"], r["concurrency"]) == ("tandem-v2-binary", 16):
+            r["req_per_s"] = 4000.0  # planned 2800 per replica: 36 for 100k req/s
+    readme = tmp_path / "README.md"
+    readme.write_text(capacity.README.read_text())
+    copies = {path: tmp_path / path.name for path in capacity.SIZED_BY}
+    for path, copy in copies.items():
+        copy.write_text(path.read_text())
+    snap = capacity.snapshot(bench, "bench.json")
+    sized_by = {copies[p]: server for p, server in capacity.SIZED_BY.items()}
+    capacity.write(snap, tmp_path / "snapshot.json", readme, sized_by)
+    assert json.loads((tmp_path / "snapshot.json").read_text()) == snap
+    assert capacity.table(snap) in readme.read_text()
+    assert "| tandem-v2-binary | 4,000 | 6.1 | 2,800 | 1 | 4 | 36 |" in readme.read_text()
+    for path, copy in copies.items():
+        replicas = [d for d in manifests.load(copy) if "maxReplicas" in str(d)]
+        spec = replicas[-1]["spec"]
+        found = spec.get("maxReplicas") or spec["predictor"]["maxReplicas"]
+        assert found == (36 if path != KSERVE_TRITON else 97), path.name  # triton: kept
+
+
 def test_readme_table_is_the_computed_one():
     snap = json.loads(capacity.SNAPSHOT.read_text())
     readme = capacity.README.read_text()
@@ -287,31 +309,21 @@ def rss_mib(pid: int) -> float:
     return total
 
 
-@pytest.fixture(scope="module")
-def image_repository(tmp_path_factory) -> Path:
-    """Every variant the serving image serves (Dockerfile ENV FORMATS) of three quickly
-    trained digits models: the repository a pod loads, at the size `make export` writes."""
-    from export.matrix import export_all
-
-    root = tmp_path_factory.mktemp("image-repo")
-    train_all(root / "checkpoints")
-    formats = dockerfile()["env"]["FORMATS"].split()
-    export_all(TRAINERS, formats, root / "checkpoints", root / "model_repository")
-    return root / "model_repository"
-
-
 @pytest.mark.slow
-def test_probes_answer_and_memory_covers_a_live_pod(image_repository, tmp_path):
-    """The image's entrypoint, as the pod starts it: the probes' routes answer 200 once
-    ready, and the manifests' memory covers the RSS of every variant loaded and warm, plus
-    the request bodies the server may hold (--max-inflight-mb), with MEMORY_MARGIN."""
+def test_probes_answer_and_memory_covers_a_live_pod(digits_repo, tmp_path):
+    """The image's entrypoint, as the pod starts it, on the `make export` repository (every
+    format; it serves the image's FORMATS from a copy in $TMPDIR, the pod's /tmp): the
+    probes' routes answer 200 once ready, and the manifests' memory covers the RSS of every
+    served variant loaded and warm, plus the request bodies the server may hold at once
+    (--max-inflight-mb), with MEMORY_MARGIN."""
     import numpy as np
     import tritonclient.http as triton
 
     port = free_port()
     facts = dockerfile()["env"]
-    env = os.environ | {k: facts[k] for k in ("FORMATS",)}
-    env |= {"MODEL_REPOSITORY": str(image_repository), "PORT": str(port), "HOST": "127.0.0.1"}
+    _, source = digits_repo
+    env = os.environ | {"FORMATS": facts["FORMATS"], "TMPDIR": str(tmp_path), "GOLDEN": "none"}
+    env |= {"MODEL_REPOSITORY": str(source), "PORT": str(port), "HOST": "127.0.0.1"}
     log = (tmp_path / "server.log").open("w")
     entrypoint = ROOT / "docker" / "serve_entrypoint.py"
     proc = subprocess.Popen(
@@ -334,7 +346,10 @@ def test_probes_answer_and_memory_covers_a_live_pod(image_repository, tmp_path):
         with urllib.request.urlopen(url + container["livenessProbe"]["httpGet"]["path"]) as r:
             assert r.status == 200
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
-        names = sorted(repository.variants(image_repository))
+        formats = facts["FORMATS"].split()
+        found = repository.variants(source).items()
+        names = sorted(n for n, p in found if repository.read_manifest(p)["format"] in formats)
+        assert len(names) == len(TRAINERS) * len(formats)
         images = np.zeros((repository.MAX_BATCH_SIZE, 8, 8, 1), np.float32)
         for name in names:  # warm: one full batch through every variant
             tensor = triton.InferInput("images", list(images.shape), "FP32")
