@@ -124,11 +124,24 @@ def check(doc: dict) -> list[str]:
     return differences(doc, serialize(model), key[1])
 
 
+# The fields of kustomize's Kustomization this one uses (no client model exists for it).
+KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "images"}
+IMAGE_FIELDS = {"name", "newName", "newTag", "digest"}
+KUSTOMIZATION_KIND = ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+
+
 def check_kustomization(path: Path = KUSTOMIZATION) -> list[str]:
-    """The kustomization's resources exist and are the plain Kubernetes manifests."""
+    """The kustomization's fields are kustomize's and its resources exist."""
     (doc,) = load(path)
-    known = {"apiVersion", "kind", "resources", "images"}
-    problems = [f"{path.name}: unknown field {k}" for k in doc if k not in known]
+    problems = [f"{path.name}: unknown field {k}" for k in doc if k not in KUSTOMIZATION_FIELDS]
+    if (doc.get("apiVersion"), doc.get("kind")) != KUSTOMIZATION_KIND:
+        problems.append(f"{path.name}: apiVersion/kind is not {KUSTOMIZATION_KIND}")
+    problems += [
+        f"{path.name}: images[{i}]: unknown field {k}"
+        for i, image in enumerate(doc.get("images", []))
+        for k in image
+        if k not in IMAGE_FIELDS
+    ]
     problems += [
         f"{path.name}: resource {r} does not exist"
         for r in doc.get("resources", [])

@@ -23,6 +23,7 @@ from deploy import (
     KSERVE_TANDEM,
     KSERVE_TRITON,
     KUBERNETES,
+    KUSTOMIZATION,
     MANIFESTS,
     MEMORY_MARGIN,
     TRITON_FORMATS,
@@ -110,12 +111,15 @@ def typos(tmp_path_factory) -> tuple[int, dict[str, list[str]]]:
 
 def test_every_manifest_round_trips():
     returncode, problems = validate(list(MANIFESTS))
-    assert problems == {str(p): [] for p in [*MANIFESTS, ROOT / "deploy" / "kustomization.yaml"]}
+    assert problems == {str(p): [] for p in [*MANIFESTS, KUSTOMIZATION]}
     assert returncode == 0
 
 
-def test_kustomization_lists_the_plain_manifests():
-    (kustomization,) = manifests.load(ROOT / "deploy" / "kustomization.yaml")
+def test_kustomization_lists_the_plain_manifests(tmp_path):
+    typo = tmp_path / "kustomization.yaml"
+    typo.write_text(KUSTOMIZATION.read_text().replace("newTag", "newtag"))
+    assert manifests.check_kustomization(typo) == [f"{typo.name}: images[0]: unknown field newtag"]
+    (kustomization,) = manifests.load(KUSTOMIZATION)
     assert kustomization["resources"] == [KUBERNETES.name]
     assert [i["name"] for i in kustomization["images"]] == [image_tag()]
 
