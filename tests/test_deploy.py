@@ -118,6 +118,7 @@ def test_every_manifest_round_trips():
 def test_kustomization_lists_the_plain_manifests(tmp_path):
     typo = tmp_path / "kustomization.yaml"
     typo.write_text(KUSTOMIZATION.read_text().replace("newTag", "newtag"))
+    (tmp_path / KUBERNETES.name).write_text(KUBERNETES.read_text())
     assert manifests.check_kustomization(typo) == [f"{typo.name}: images[0]: unknown field newtag"]
     (kustomization,) = manifests.load(KUSTOMIZATION)
     assert kustomization["resources"] == [KUBERNETES.name]
