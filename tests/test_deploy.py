@@ -30,7 +30,7 @@ from deploy import (
     capacity,
     manifests,
 )
-from export import repository
+from export import repository, triton_config
 from serve.server import ServeConfig
 from train.config import TRAINERS, variant_name
 
@@ -196,7 +196,7 @@ def test_triton_loads_the_variants_its_backends_serve():
     assert "--model-control-mode=explicit" in model["args"]
     assert loaded == [variant_name(t, f) for t in TRAINERS for f in TRITON_FORMATS]
     for fmt in TRITON_FORMATS:  # each has a config.pbtxt naming a platform Triton builds in
-        assert fmt in repository.PLATFORM and fmt not in repository.EDGE_FORMATS
+        assert fmt in triton_config.PLATFORM and fmt not in repository.EDGE_FORMATS
 
 
 # --- the capacity plan ---
