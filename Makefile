@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
 .PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
-	web-serve web-deps docker docker-test
+	web-serve web-deps docker docker-test capacity manifests
 
 setup: $(STAMP)
 
@@ -101,6 +101,14 @@ ifeq ($(findstring --quick,$(ARGS)),)
 	@test -f artifacts/web/index.html || echo "note: no artifacts/web (make web): no browser timing"
 	@test ! -f artifacts/web/index.html || $(PY) -m benchmarks.browser
 endif
+
+# The capacity plan (README, "Kubernetes and KServe") from the bench report: the snapshot in
+# deploy/, the README's table and the manifests' maxReplicas. `make manifests` validates them.
+capacity: setup
+	$(PY) -m deploy.capacity --bench artifacts/reports/bench.json --write
+
+manifests: setup
+	$(PY) -m deploy.manifests
 
 # The web page's test drives Debian's Chromium through playwright (never `playwright
 # install`, which downloads a browser). Installed when missing and we may; else skipped.

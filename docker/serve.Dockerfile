@@ -33,6 +33,8 @@ COPY serve/ serve/
 COPY benchmarks/ benchmarks/
 # the site builder, a package of the project (its npm sources stay out)
 COPY web/*.py web/
+# the manifests' validation and capacity plan, a package of the project (pip install . lists it)
+COPY deploy/ deploy/
 # The project itself without its dependencies (torch, TensorFlow, ...), then no pip at all.
 RUN --mount=type=secret,id=ca \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \

@@ -1,7 +1,7 @@
 """The model repository on disk: Triton's layout, one manifest per variant, atomic publishing.
 
 The only module that knows the layout: exporters write through it, and the harness, the
-parity gate and the server read through it.
+parity gate and the server read through it. What a config.pbtxt says: `triton_config.py`.
 
 <root>/<variant>/config.pbtxt        (formats Triton serves)
 <root>/<variant>/labels.txt
@@ -26,13 +26,17 @@ import os
 import shutil
 from pathlib import Path
 
-from train.config import EDGE, INPUT_NAME, LABELS_FILE, OUTPUT_NAME, CNNSpec
+from export.triton_config import (
+    BACKEND,
+    MAX_BATCH_SIZE,
+    PLATFORM,
+    config_pbtxt,
+    tflite_tensor_names,
+)
+from train.config import EDGE, LABELS_FILE, CNNSpec
 
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.pbtxt"
-# The most images one request (and one dynamic batch) may carry: config.pbtxt's
-# max_batch_size, recorded in each manifest; the server batches up to it by default.
-MAX_BATCH_SIZE = 64
 # Where each format's artifact lives inside a variant folder (Triton's file names).
 ARTIFACT_FILE = {
     "torchscript": "1/model.pt",
@@ -49,20 +53,6 @@ ARTIFACT_FILE = {
 EDGE_FORMATS = ("pte",)
 TMP_PREFIX = ".tmp-"  # a variant being built
 OLD_PREFIX = ".old-"  # the variant being replaced, between the two renames of `publish`
-# Triton's model config names the runtime by `platform` for the formats it has built in...
-PLATFORM = {
-    "torchscript": "pytorch_libtorch",
-    "pt2": "torch_aoti",
-    "onnx": "onnxruntime_onnx",
-    "onnx-tf": "onnxruntime_onnx",
-    "savedmodel": "tensorflow_savedmodel",
-}
-# ... and by `backend` for TFLite, served by Triton's TFLite backend. That backend binds the
-# config's tensors by the .tflite file's own tensor names (the converter's, e.g.
-# `serving_default_images:0`), so those are read from the file (`tflite_tensor_names`).
-BACKEND = {"tflite": "armnn_tflite", "tflite-fp16": "armnn_tflite", "tflite-int8": "armnn_tflite"}
-
-
 # What every reader takes from a manifest; a manifest without one of them is refused.
 MANIFEST_KEYS = ("name", "trainer", "format", "input", "output", "labels", "files")
 LINK_OUT = "is a symlink that leaves the variant folder; refused, not followed"
@@ -133,80 +123,6 @@ def file_hashes(variant_dir: Path) -> dict[str, str]:
         for p in files
         if p != variant_dir / MANIFEST_FILE
     }
-
-
-def config_pbtxt(
-    name: str, fmt: str, spec: CNNSpec, tensors: tuple[str, str] = (INPUT_NAME, OUTPUT_NAME)
-) -> str:
-    """Triton's model config; with max_batch_size > 0 the dims exclude the batch.
-    `tensors`: the (input, output) names the runtime knows them by."""
-    if fmt == "pt2":
-        return pt2_config_pbtxt(name, spec)
-    side, channels = spec.image_size, spec.channels
-    runtime = f'platform: "{PLATFORM[fmt]}"' if fmt in PLATFORM else f'backend: "{BACKEND[fmt]}"'
-    return (
-        f'name: "{name}"\n'
-        f"{runtime}\n"
-        f"max_batch_size: {MAX_BATCH_SIZE}\n"
-        "input [\n"
-        "  {\n"
-        f'    name: "{tensors[0]}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ {side}, {side}, {channels} ]\n"
-        "  }\n"
-        "]\n"
-        "output [\n"
-        "  {\n"
-        f'    name: "{tensors[1]}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ {spec.num_classes} ]\n"
-        f'    label_filename: "{LABELS_FILE}"\n'
-        "  }\n"
-        "]\n"
-        "dynamic_batching { }\n"
-    )
-
-
-# Triton's PyTorch backend loads a PT2 package with platform "torch_aoti" (26.03 and later).
-# It addresses tensors by position, and it does not batch PT2 models yet: max_batch_size 0,
-# so the dims carry the package's own dynamic batch (-1) and each request is one call.
-PT2_TENSORS = ("INPUT__0", "OUTPUT__0")
-
-
-def pt2_config_pbtxt(name: str, spec: CNNSpec) -> str:
-    side, channels = spec.image_size, spec.channels
-    inp, out = PT2_TENSORS
-    return (
-        f'name: "{name}"\n'
-        'backend: "pytorch"\n'
-        f'platform: "{PLATFORM["pt2"]}"\n'
-        "max_batch_size: 0\n"
-        "input [\n"
-        "  {\n"
-        f'    name: "{inp}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ -1, {side}, {side}, {channels} ]\n"
-        "  }\n"
-        "]\n"
-        "output [\n"
-        "  {\n"
-        f'    name: "{out}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ -1, {spec.num_classes} ]\n"
-        f'    label_filename: "{LABELS_FILE}"\n'
-        "  }\n"
-        "]\n"
-        "instance_group [ { kind: KIND_CPU } ]\n"
-    )
-
-
-def tflite_tensor_names(path: Path) -> tuple[str, str]:
-    """(input, output) tensor names inside a .tflite file."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    (images,), (logits,) = interpreter.get_input_details(), interpreter.get_output_details()
-    return images["name"], logits["name"]
 
 
 def write_metadata(staged: Path, name: str, fmt: str, spec: CNNSpec, labels: list[str]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import harness
-from export import repository
+from export import repository, triton_config
 from harness.parity import GOLDEN_FILE
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge
 from serve import catalog, v2
@@ -73,11 +73,18 @@ class Servable:
         return {
             "name": self.name,
             "versions": [v2.VERSION],
-            "platform": repository.PLATFORM.get(m.get("format"), "tflite"),
+            # As config.pbtxt names the runtime: its platform, else its backend (TFLite's).
+            "platform": platform(m.get("format")),
             "inputs": [tensors["input"]],
             "outputs": [tensors["output"]],
             "parity": self.parity,
         }
+
+
+def platform(fmt: str | None) -> str:
+    """What Triton's model metadata says for a folder of this format: the config's
+    `platform`, or for a backend-only config the backend's name, as Triton reports it."""
+    return triton_config.PLATFORM.get(fmt) or triton_config.BACKEND.get(fmt, "unknown")
 
 
 def check(model: harness.Backend, manifest: dict, golden: Golden) -> dict:

@@ -123,6 +123,9 @@ def served(made, serve_image, serve_root, tmp_path_factory):
     port, grpc_port = free_port(), free_port()
     container = made.engine.docker(
         "run", "--detach", "--network=host", "--health-interval=1s",
+        # as deploy/'s manifests run it: root filesystem read-only, /tmp writable (the
+        # entrypoint's copy of the servable variants), no capabilities, no privilege gain
+        "--read-only", "--tmpfs=/tmp", "--cap-drop=ALL", "--security-opt=no-new-privileges",
         "--env=HOST=127.0.0.1", f"--env=PORT={port}",
         f"--volume={models}:/models:ro",
         f"--volume={serve_root / 'golden.npz'}:/reports/golden.npz:ro",

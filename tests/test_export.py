@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export import repository
+from export import repository, triton_config
 from export.onnx_file import MAX_IR_VERSION
 from export.repository import ARTIFACT_FILE, MANIFEST_FILE
 from harness.verdict import FAIL, PROFILES, judge
@@ -204,8 +204,8 @@ def test_manifest(repos, dataset, trainer, fmt):
 
 # Triton's runtime for each format: `platform` (built in) or `backend` (TFLite's).
 TRITON_RUNTIME = {
-    **{f: ("platform", p) for f, p in repository.PLATFORM.items()},
-    **{f: ("backend", b) for f, b in repository.BACKEND.items()},
+    **{f: ("platform", p) for f, p in triton_config.PLATFORM.items()},
+    **{f: ("backend", b) for f, b in triton_config.BACKEND.items()},
 }
 TRITON = [v for v in VARIANTS if v[2] in TRITON_RUNTIME]
 
@@ -213,7 +213,7 @@ TRITON = [v for v in VARIANTS if v[2] in TRITON_RUNTIME]
 def tensor_names(folder: Path, manifest: dict) -> dict[str, str]:
     """The names the runtime knows the tensors by: the contract's, except inside a .tflite
     file, where Triton's TFLite backend looks them up by the converter's names."""
-    if manifest["format"] not in repository.BACKEND:
+    if manifest["format"] not in triton_config.BACKEND:
         return {side: manifest[side]["name"] for side in ("input", "output")}
     from ai_edge_litert.interpreter import Interpreter
 
@@ -241,7 +241,7 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
         assert not config.HasField("dynamic_batching")
         cpu = model_config_pb2.ModelInstanceGroup.KIND_CPU
         assert [group.kind for group in config.instance_group] == [cpu]  # device-baked
-        names = dict(zip(("input", "output"), repository.PT2_TENSORS, strict=True))
+        names = dict(zip(("input", "output"), triton_config.PT2_TENSORS, strict=True))
         expected = {side: (names[side], manifest[side]["shape"]) for side in names}
     else:  # batch excluded from the dims when Triton batches
         assert not getattr(config, "backend" if field == "platform" else "platform")

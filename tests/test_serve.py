@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 
 import httpx
@@ -72,10 +73,13 @@ def test_server_health_and_metadata(client):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_model_metadata_and_ready(client, variant):
+def test_model_metadata_and_ready(client, root, variant):
     assert client.is_model_ready(variant) and client.is_model_ready(variant, "1")
     meta = client.get_model_metadata(variant, "1")
     assert meta["name"] == variant and meta["versions"] == ["1"]
+    # the runtime config.pbtxt names: its platform, or (TFLite) its backend, as Triton says
+    config = (root / "repo" / variant / "config.pbtxt").read_text()
+    assert meta["platform"] == re.search(r'^(?:platform|backend): "(.+)"', config, re.M)[1]
     assert meta["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
     assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
     assert client.get_model_config(variant)["max_batch_size"] == 64
