@@ -90,11 +90,17 @@ web: setup $(WEB_DEPS)
 web-serve: setup
 	$(PY) -m web serve --host $(HOST) --port $(WEB_PORT)
 
+# One report: runtimes, trainers, export, server vs peers (artifacts/reports/bench.json, .md,
+# .png). Exports first when the repository is empty, as on a fresh clone. ARGS=--quick: the
+# short CI version (no peers' venv made, no browser timing). The browser's figures, after
+# `make web`: artifacts/reports/browser_bench.json.
 bench: setup
-	$(PY) -m benchmarks.harness_overhead $(ARGS)
-	$(PY) -m benchmarks.server
+	@test -n "$$(ls artifacts/model_repository 2>/dev/null)" || $(MAKE) export
+	$(PY) -m benchmarks $(ARGS)
+ifeq ($(findstring --quick,$(ARGS)),)
 	@test -f artifacts/web/index.html || echo "note: no artifacts/web (make web): no browser timing"
 	@test ! -f artifacts/web/index.html || $(PY) -m benchmarks.browser
+endif
 
 # The capacity plan (README, "Kubernetes and KServe") from the bench report: the snapshot in
 # deploy/, the README's table and the manifests' maxReplicas. `make manifests` validates them.

@@ -3,8 +3,9 @@ backend that server lacks, never for its configuration.
 
 The server is Triton 2.51's own `tritonserver` binary as nvidia-pytriton 0.7 bundles it (CPU
 only; its one backend is Python's). PyTriton needs numpy < 2, so it lives in a venv of its
-own, made here on first use (.cache/pytriton-venv). A control folder without config.pbtxt
-(the layout TFLite variants once had) proves the check can fail.
+own, `.cache/peers-venv`, shared with the bench (benchmarks/peers.py makes it on first
+use). A control folder without config.pbtxt (the layout TFLite variants once had) proves the
+check can fail.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -24,13 +23,11 @@ from pathlib import Path
 import pytest
 from serve_live import free_port
 
+from benchmarks import peers
 from export import repository
 
 pytestmark = pytest.mark.slow  # installs PyTriton, exports a repository
 
-REPO = Path(__file__).resolve().parents[1]
-PYTRITON = "nvidia-pytriton==0.7.0"
-VENV = REPO / ".cache" / "pytriton-venv"
 # The backends this server build lacks: failing for one of them is no fault of the config.
 MISSING_BACKENDS = {"onnxruntime", "tensorflow", "pytorch", "armnn_tflite"}
 NO_BACKEND = re.compile(r"unable to find backend library for backend '([^']+)'")
@@ -43,20 +40,12 @@ CONTROL = "control.tflite"
 
 
 def tritonserver() -> Path:
-    """The bundled binary, installing PyTriton in its own venv when missing."""
-    stamp = VENV / "installed.txt"
-    if not (stamp.is_file() and stamp.read_text() == PYTRITON):
-        shutil.rmtree(VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", PYTRITON]
-        installed = subprocess.run(pip, capture_output=True, text=True)
-        if installed.returncode != 0:
-            why = f"cannot install {PYTRITON}: {installed.stderr[-2000:]}"
-            pytest.fail(why) if os.environ.get("CI") == "true" else pytest.skip(why)
-        stamp.write_text(PYTRITON)
-    found = sorted(VENV.glob("lib/python*/site-packages/pytriton/tritonserver/bin/tritonserver"))
-    assert found, f"no tritonserver binary inside {PYTRITON}"
-    return found[0]
+    """The bundled binary, from the peers' venv (benchmarks/peers.py), made when missing."""
+    try:
+        peers.peers_python()
+        return peers.tritonserver()
+    except peers.VenvError as e:
+        pytest.fail(str(e)) if os.environ.get("CI") == "true" else pytest.skip(str(e))
 
 
 def classify(index: list[dict], log: str, folders: list[str]) -> dict[str, str]:
@@ -117,9 +106,7 @@ def verdicts(digits_repo, tmp_path_factory) -> dict[str, str]:
         f"--metrics-port={metrics}",
         "--allow-gpu-metrics=false",
     ]
-    # Under pyenv the server's Python backend needs this interpreter's libpython.
-    libdir = sysconfig.get_config_var("LIBDIR")
-    env = os.environ | {"LD_LIBRARY_PATH": f"{libdir}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    env = os.environ | peers.library_env()
     log = tmp_path / "tritonserver.log"
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -1,0 +1,141 @@
+"""`make bench`: the report from a real quick run on a tiny repository, the peers' venv
+refusal, and a peer that cannot start. Figures are never asserted, only their presence and
+that bench.md's ratios are computed from bench.json's figures."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import pytest
+
+from benchmarks import __main__ as bench_main
+from benchmarks import export_time, peers, report, serving
+from export import matrix
+from train import data
+from train.__main__ import run
+from train.config import TrainConfig
+
+SERVERS = (
+    "tandem-v2-binary",
+    "tandem-v2-json",
+    "tandem-tfserving-rest",
+    "triton",
+    "litserve",
+    "bare-asgi-v2",
+    "noop",
+)  # fmt: skip - the contract the capacity plan reads
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A torch checkpoint (6 steps) and its ONNX variant: the least the bench runs on."""
+    root = tmp_path_factory.mktemp("bench")
+    cfg = TrainConfig(out=root / "checkpoints", epochs=1, max_steps=6, quiet=True)
+    run(cfg, "torch", data.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed))
+    matrix.export_all(["torch"], ["onnx"], root / "checkpoints", root / "repository")
+    return root
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny):
+    """`python -m benchmarks --quick` on it, every section; the export section exports
+    ONNX only, to stay fast."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(export_time, "QUICK_FORMATS", ("onnx",))
+    out = tiny / "reports"
+    argv = ["--quick", "--repository", str(tiny / "repository"), "--out", str(out)]
+    try:
+        assert bench_main.main([*argv, "--checkpoints", str(tiny / "checkpoints")]) == 0
+    finally:
+        patch.undo()
+    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text(), out
+
+
+@pytest.mark.slow  # trains, exports, runs every section (~1.5 min on 2 cores)
+def test_quick_run_writes_every_section(quick_run):
+    bench, text, out = quick_run
+    assert bench["quick"] is True
+    assert {"cpu", "logical_cores", "versions"} <= set(bench["machine"])
+    assert [r["variant"] for r in bench["runtimes"]["rows"]] == ["torch.onnx"]
+    row = bench["runtimes"]["rows"][0]
+    assert row["harness_over_raw"] > 0 and set(row["images_per_s"]) == {"1", "8", "64", "256"}
+    assert set(bench["trainers"]["cpu"]["images_per_s"]) == {"torch", "keras-fit", "keras-tape"}
+    assert (
+        bench["trainers"]["cuda"] == {"skipped": "no CUDA GPU"}
+        or "rows" in bench["trainers"]["cuda"]
+    )
+    assert set(bench["export"]["formats"]) == {"onnx"} and bench["export"]["total_seconds"] > 0
+    for name in report.PLOTS.values():
+        assert (out / name).stat().st_size > 0
+    for section in ("## Runtimes", "## Trainers", "## Export", "## Server"):
+        assert section in text
+
+
+@pytest.mark.slow  # trains, exports, runs every section (~1.5 min on 2 cores)
+def test_server_section_keeps_the_contract(quick_run):
+    server = quick_run[0]["server"]
+    assert server["model"] == "torch.onnx"
+    assert (server["server_cores"], server["load_cores"]) == (1, 1)
+    assert [(r["server"], r["concurrency"]) for r in server["rows"]] == [
+        (s, c) for s in SERVERS for c in (1, 16)
+    ]
+    keys = {"req_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_req", "server_rss_mib", "errors"}
+    for r in server["rows"]:
+        assert keys <= set(r)
+        if r["req_per_s"] is None:
+            assert r["skipped"], r
+        else:
+            assert r["req_per_s"] > 0 and r["errors"] == 0, r
+    measured = {r["server"] for r in server["rows"] if r["req_per_s"] is not None}
+    assert {"tandem-v2-binary", "tandem-v2-json", "tandem-tfserving-rest", "noop"} <= measured
+
+
+@pytest.mark.slow  # trains, exports, runs every section (~1.5 min on 2 cores)
+def test_markdown_ratios_come_from_the_json(quick_run):
+    bench, text, _ = quick_run
+    assert report.markdown(bench) == text
+    by = {(r["server"], r["concurrency"]): r["req_per_s"] for r in bench["server"]["rows"]}
+    table = re.search(r"\| c \| triton .*?\n\|---.*?\n((?:\|.*\n)+)", text).group(1)
+    for line in table.strip().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        c = int(cells[0])
+        for peer, cell in zip(report.PEERS, cells[1:], strict=True):
+            want = report.ratio(by[("tandem-v2-binary", c)], by[(peer, c)])
+            assert cell == report.fmt(want, 2), (peer, c)
+    row = bench["runtimes"]["rows"][0]
+    assert f"| {row['harness_over_raw']:.3f} |" in text
+
+
+def test_peers_venv_is_refused_unless_its_stamp_matches(tmp_path):
+    venv, pins = tmp_path / "venv", ("nvidia-pytriton==0.7.0", "numpy==1.26.4")
+    with pytest.raises(peers.VenvError, match="not built"):
+        peers.peers_python(venv, pins, install=False)
+    (venv / "bin").mkdir(parents=True)
+    (venv / peers.STAMP).write_text("nvidia-pytriton==0.6.0")  # an older set: rebuilt, not used
+    with pytest.raises(peers.VenvError, match="not built"):
+        peers.peers_python(venv, pins, install=False)
+    (venv / peers.STAMP).write_text("\n".join(pins))
+    assert peers.peers_python(venv, pins, install=False) == venv / "bin" / "python"
+    with pytest.raises(peers.VenvError, match="no tritonserver"):
+        peers.tritonserver(venv)
+
+
+def test_a_peer_that_fails_to_start_gets_skipped_rows(tmp_path):
+    import asyncio
+
+    import numpy as np
+
+    launches = dict.fromkeys(serving.ROWS.values(), "not in this test")
+    launches["triton"] = peers.Launch([sys.executable, "-c", "import sys; sys.exit(1)"])
+    launches["noop"] = peers.asgi_launches(tmp_path / "unused.onnx")["noop"]
+    images = np.zeros((1, 8, 8, 1), np.float32)
+    rows = asyncio.run(serving.measure_all(launches, images, "m", seconds=0.2, rounds=1))
+    by = {(r["server"], r["concurrency"]): r for r in rows}
+    assert len(rows) == 2 * len(SERVERS) and {s for s, _ in by} == set(SERVERS)
+    for c in (1, 16):
+        assert by["triton", c]["req_per_s"] is None
+        assert by["triton", c]["skipped"].startswith("did not start: exited 1"), by["triton", c]
+        assert by["litserve", c]["skipped"] == "not in this test"
+        assert by["noop", c]["req_per_s"] > 0 and by["noop", c]["errors"] == 0
