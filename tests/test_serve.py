@@ -79,7 +79,8 @@ def test_model_metadata_and_ready(client, root, variant):
     assert meta["name"] == variant and meta["versions"] == ["1"]
     # the runtime config.pbtxt names: its platform, or (TFLite) its backend, as Triton says
     config = (root / "repo" / variant / "config.pbtxt").read_text()
-    assert meta["platform"] == re.search(r'^(?:platform|backend): "(.+)"', config, re.M)[1]
+    named = dict(re.findall(r'^(platform|backend): "(.+)"', config, re.M))
+    assert meta["platform"] == named.get("platform", named.get("backend")), config
     assert meta["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
     assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
     assert client.get_model_config(variant)["max_batch_size"] == 64
