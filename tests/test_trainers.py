@@ -69,14 +69,18 @@ def test_checkpoint_rebuilds_its_own_split(rgb_checkpoints):
 
 
 def test_speed_flags_mean_one_thing_in_every_trainer():
-    """--bf16 and --compile are honoured by all three; --channels-last, a PyTorch memory
-    format, by torch alone: asked of a Keras trainer it is an error that says why."""
+    """--bf16 and --compile are honoured by all three; --channels-last (a PyTorch memory
+    format) and --fused-adam (a PyTorch optimizer kernel) by torch alone: asked of a Keras
+    trainer each is an error that says why."""
     from train.__main__ import refused_flags
 
     assert refused_flags(TrainConfig(bf16=True, compile=True), list(TRAINERS)) == ""
     assert refused_flags(TrainConfig(channels_last=True), ["torch"]) == ""
     why = refused_flags(TrainConfig(channels_last=True), list(TRAINERS))
     assert "--channels-last" in why and "NHWC" in why and "keras-fit, keras-tape" in why
+    assert refused_flags(TrainConfig(fused_adam=True), ["torch"]) == ""
+    why = refused_flags(TrainConfig(fused_adam=True), ["keras-fit"])
+    assert "--fused-adam" in why and "keras-fit cannot honour it" in why
 
 
 def test_refused_flag_exits_before_any_work(tmp_path, capsys):

@@ -41,6 +41,8 @@ HELP = {
     "channels_last": "torch only: the channels_last memory format (Keras is NHWC already)",
     "compile": "compile the model: torch.compile (torch; needs a C++ compiler on the CPU), "
     "XLA jit_compile (Keras)",
+    "fused_adam": "torch only: Adam's fused kernel, one launch for every parameter's update "
+    "(Keras has none; --compile fuses its whole step)",
     "resume": "continue from the checkpoint's last saved epoch",
     "stop_after": "stop once this many epochs are done, to --resume later (0 = run to --epochs)",
     "out": "checkpoint root; each trainer writes <out>/<trainer>/",
@@ -96,6 +98,10 @@ REFUSED = {
     "channels_last": (
         ("keras-fit", "keras-tape"),
         "a PyTorch memory format; Keras keeps images channels-last (NHWC) already",
+    ),
+    "fused_adam": (
+        ("keras-fit", "keras-tape"),
+        "a PyTorch optimizer kernel; Keras' Adam has none (--compile XLA-fuses its whole step)",
     ),
 }
 

@@ -135,6 +135,7 @@ class TrainConfig:
     bf16: bool = False  # bf16 compute, float32 weights and logits (autocast / mixed_bfloat16)
     channels_last: bool = False  # torch's memory format; Keras is NHWC already (refused there)
     compile: bool = False  # the model compiled: torch.compile (torch), XLA (Keras)
+    fused_adam: bool = False  # torch's fused Adam kernel (one launch per step); Keras refuses
     resume: bool = False
     stop_after: int = 0  # >0: stop once this many epochs are done (resume later)
     out: Path = CHECKPOINTS

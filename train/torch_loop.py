@@ -62,7 +62,9 @@ def train(
     if cfg.compile:  # in place: state_dict keys unchanged; dynamic: one graph for every batch
         model.compile(dynamic=True)
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    # --fused-adam: the same update in one kernel for all parameters (CPU and CUDA)
+    fused = {"fused": True} if cfg.fused_adam else {}
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, **fused)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=steps_per_epoch * cfg.epochs
     )
