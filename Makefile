@@ -12,19 +12,28 @@ STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
 .PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
-	web-serve web-deps docker docker-test capacity manifests
+	web-serve web-deps docker docker-test capacity manifests lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly the locked set (requirements/, `make lock`), every file checked against its hash, then
+# the project itself without build isolation (its backend, setuptools, is locked too).
+LOCK := requirements/dev-$(TENSORFLOW).txt
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "tandem needs Python >= 3.11 (set PYTHON=python3.11)"; exit 1; }
 	@! $(PY) -c "import importlib.metadata as m; m.version('$(OTHER_TF)')" 2>/dev/null || \
 		{ echo "$(VENV) holds $(OTHER_TF), whose files the $(TENSORFLOW) extra's TensorFlow" \
 		"would overwrite: rm -rf $(VENV), then make setup GPU=$(GPU)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,$(TENSORFLOW)]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) requirements/lock.py --venv dev-$(TENSORFLOW)
 	touch $(STAMP)
+
+# Every lock file from pyproject.toml's pins (requirements/lock.py; uv resolves). Commit them.
+lock: setup
+	$(PY) requirements/lock.py --uv $(VENV)/bin/uv
 
 train: setup
 	$(PY) -m train $(ARGS)
@@ -121,6 +130,7 @@ test: setup browser web-deps
 	$(PY) -m pytest $(ARGS)
 
 lint: setup
+	$(PY) requirements/lock.py --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint docker/*.Dockerfile

@@ -1,10 +1,11 @@
 """The peers the server is measured against: their venv, and their processes.
 
 PyTriton needs numpy < 2 (this project runs numpy 2), so Triton and LitServe live in one
-venv of their own, `.cache/peers-venv`, made by `peers_python()` from pinned versions and
-marked by a stamp file holding those pins: a venv whose stamp differs is rebuilt, never
-half-trusted. tests/test_triton.py takes the `tritonserver` binary from the same venv, so
-CI installs it once. The bare ASGI endpoints need nothing beyond this project's venv.
+venv of their own, `.cache/peers-venv`, made by `peers_python()` from their lock file
+(requirements/peers.txt, every file checked against its hash) and marked by a stamp file
+holding that lock: a venv whose stamp differs is rebuilt, never half-trusted.
+tests/test_triton.py takes the `tritonserver` binary from the same venv, so CI installs it
+once. The bare ASGI endpoints need nothing beyond this project's venv.
 
 Each server runs as its own session (process group) pinned to the server core; its CPU
 time and RSS are those of the whole group (Triton starts a server and a Python backend
@@ -28,13 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".cache" / "peers-venv"
 STAMP = "installed.txt"
-# Pinned and checked together with `pip install --dry-run` (numpy < 2 for PyTriton 0.7).
-REQUIREMENTS = (
-    "nvidia-pytriton==0.7.0",
-    "litserve==0.2.19",
-    "numpy==1.26.4",
-    "onnxruntime==1.20.1",
-)
+# Pinned in requirements/peers.in (numpy < 2 for PyTriton 0.7), locked by `make lock`.
+LOCK = REPO / "requirements" / "peers.txt"
 HERE = Path(__file__).resolve().parent
 SERVER_CORE = 0
 
@@ -43,30 +39,29 @@ class VenvError(RuntimeError):
     """The peers' venv is not there and may not be made, or pip could not make it."""
 
 
-def venv_ready(venv: Path = VENV, requirements: tuple[str, ...] = REQUIREMENTS) -> bool:
+def venv_ready(venv: Path = VENV, lock: Path = LOCK) -> bool:
     stamp = venv / STAMP
-    return stamp.is_file() and stamp.read_text() == "\n".join(requirements)
+    return stamp.is_file() and stamp.read_text() == lock.read_text()
 
 
-def peers_python(
-    venv: Path = VENV, requirements: tuple[str, ...] = REQUIREMENTS, install: bool = True
-) -> Path:
+def peers_python(venv: Path = VENV, lock: Path = LOCK, install: bool = True) -> Path:
     """The venv's interpreter, making the venv first when its stamp is missing or differs
     (`install=False`: refuse instead, saying how to make it)."""
     python = venv / "bin" / "python"
-    if venv_ready(venv, requirements):
+    if venv_ready(venv, lock):
         return python
     if not install:
-        raise VenvError(f"{venv} is not built with {' '.join(requirements)} (make bench builds it)")
+        raise VenvError(f"{venv} is not built from {lock.name} (make bench builds it)")
     shutil.rmtree(venv, ignore_errors=True)
     made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
     if made.returncode != 0:
         raise VenvError(f"cannot make a venv at {venv}: {made.stderr[-1000:]}")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    installed = subprocess.run([*pip, *requirements], capture_output=True, text=True)
+    pip += ["--require-hashes", "--no-deps", "-r", str(lock)]
+    installed = subprocess.run(pip, capture_output=True, text=True)
     if installed.returncode != 0:
-        raise VenvError(f"cannot install {' '.join(requirements)}: {installed.stderr[-2000:]}")
-    (venv / STAMP).write_text("\n".join(requirements))
+        raise VenvError(f"cannot install {lock}: {installed.stderr[-2000:]}")
+    (venv / STAMP).write_text(lock.read_text())
     return python
 
 

@@ -109,15 +109,17 @@ def test_markdown_ratios_come_from_the_json(quick_run):
 
 
 def test_peers_venv_is_refused_unless_its_stamp_matches(tmp_path):
-    venv, pins = tmp_path / "venv", ("nvidia-pytriton==0.7.0", "numpy==1.26.4")
+    venv, lock = tmp_path / "venv", tmp_path / "peers.txt"
+    lock.write_text(peers.LOCK.read_text())
     with pytest.raises(peers.VenvError, match="not built"):
-        peers.peers_python(venv, pins, install=False)
+        peers.peers_python(venv, lock, install=False)
     (venv / "bin").mkdir(parents=True)
-    (venv / peers.STAMP).write_text("nvidia-pytriton==0.6.0")  # an older set: rebuilt, not used
+    # an older lock: rebuilt, not used
+    (venv / peers.STAMP).write_text(lock.read_text().replace("0.7.0", "0.6.0"))
     with pytest.raises(peers.VenvError, match="not built"):
-        peers.peers_python(venv, pins, install=False)
-    (venv / peers.STAMP).write_text("\n".join(pins))
-    assert peers.peers_python(venv, pins, install=False) == venv / "bin" / "python"
+        peers.peers_python(venv, lock, install=False)
+    (venv / peers.STAMP).write_text(lock.read_text())
+    assert peers.peers_python(venv, lock, install=False) == venv / "bin" / "python"
     with pytest.raises(peers.VenvError, match="no tritonserver"):
         peers.tritonserver(venv)
 
