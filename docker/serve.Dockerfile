@@ -12,33 +12,24 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY docker/pins.py docker/
-# What `python -m serve` imports for ONNX and TFLite variants, at pyproject.toml's pins (and
-# whatever they pull in held to its pins too, by the constraints file); gRPC's server stubs
-# come from tritonclient's grpc extra.
+# The project's runtime dependencies (`pip install .`: ONNX Runtime, LiteRT, the HTTP and gRPC
+# servers), exactly as locked, every file checked against its hash.
+COPY requirements/serve-image.txt requirements/
 RUN --mount=type=secret,id=ca \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python3 -m venv /opt/venv \
-    && python3 docker/pins.py pyproject.toml --constraints > /tmp/constraints.txt \
-    && python3 docker/pins.py pyproject.toml numpy onnxruntime ai-edge-litert pillow \
-        fastapi uvicorn uvloop httptools python-multipart prometheus-client \
-        grpcio "tritonclient[grpc]" > /tmp/requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
-        -c /tmp/constraints.txt -r /tmp/requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+        --no-deps -r requirements/serve-image.txt
+# The packages `python -m serve` and the entrypoint import, and no others
+# (tests/test_images.py walks their imports and fails when one is missing here).
+COPY pyproject.toml README.md ./
 COPY train/ train/
 COPY export/ export/
 COPY harness/ harness/
 COPY serve/ serve/
-COPY benchmarks/ benchmarks/
-# the site builder, a package of the project (its npm sources stay out)
-COPY web/*.py web/
-# the manifests' validation and capacity plan, a package of the project (pip install . lists it)
-COPY deploy/ deploy/
-# The project itself without its dependencies (torch, TensorFlow, ...), then no pip at all.
-RUN --mount=type=secret,id=ca \
-    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
+# The project itself (its backend, setuptools, is locked above), then no pip at all.
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        --no-build-isolation . \
     && /opt/venv/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
 
 FROM ${BASE_IMAGE}

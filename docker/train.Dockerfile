@@ -9,36 +9,27 @@
 # build checks it. A network that needs its own TLS roots: see serve.Dockerfile (secret `ca`).
 ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
 
-# Every other dependency, at its pin, in a venv that sees the base's torch.
+# Every other dependency, exactly as locked (requirements/train-image.txt: the `train` and `gpu`
+# extras without torch, checked against their hashes), in a venv that sees the base's torch.
 FROM ${BASE_IMAGE} AS deps
 WORKDIR /opt/tandem
-COPY pyproject.toml README.md ./
-COPY docker/pins.py docker/
+COPY requirements/train-image.txt requirements/
 RUN --mount=type=secret,id=ca \
     if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python3 -m venv --system-site-packages /opt/venv \
-    && python3 docker/pins.py pyproject.toml --constraints --extra gpu > /tmp/constraints.txt \
-    && python3 docker/pins.py pyproject.toml --all --extra gpu --except torch > /tmp/requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
-        -c /tmp/constraints.txt -r /tmp/requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+        --no-deps -r requirements/train-image.txt
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 
 FROM deps
+# The build context (what .dockerignore leaves: no venv, artifacts or caches), every package.
+COPY . .
+RUN pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation .
 # The base's torch: the pinned release, built with CUDA.
-RUN python docker/pins.py pyproject.toml --installed torch \
+RUN python docker/pins.py pyproject.toml torch \
     && python -c "import sys, torch; sys.exit(None if torch.version.cuda else \
         'BASE_IMAGE: its torch ' + torch.__version__ + ' has no CUDA')"
-COPY train/ train/
-COPY export/ export/
-COPY harness/ harness/
-COPY serve/ serve/
-COPY benchmarks/ benchmarks/
-# the site builder, a package of the project (its npm sources stay out)
-COPY web/*.py web/
-RUN --mount=type=secret,id=ca \
-    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && pip install --no-cache-dir --disable-pip-version-check --no-deps .
 # Checkpoints, repository and reports go under /workspace/artifacts: mount it to keep them.
 WORKDIR /workspace
 ENTRYPOINT ["python", "-m", "train", "--device", "cuda"]

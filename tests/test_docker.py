@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from docker_engine import Engine, debian_base, install_tools
+from scripts import lock
 from serve_live import free_port, subset
 
 import harness
@@ -108,6 +109,26 @@ def test_serve_image_is_slim(made, serve_image, capsys):
     )
     run = made.engine.docker("run", "--rm", "--entrypoint=python", serve_image["id"], "-c", probe)
     assert run.returncode == 0
+
+
+# {name: version} of the distributions an image's venv holds (the base's own left out)
+LIST_VENV = (
+    "import importlib.metadata as m, json, sysconfig; print(json.dumps({d.metadata['Name']: "
+    "d.version for d in m.distributions(path=[sysconfig.get_path('purelib')])}))"
+)
+
+
+def image_distributions(made, image: str) -> dict[str, str]:
+    run = made.engine.docker("run", "--rm", "--entrypoint=python", image, "-c", LIST_VENV)
+    return {lock.canonical(name): v for name, v in json.loads(run.stdout).items()}
+
+
+def test_serve_image_holds_exactly_its_lock(made, serve_image):
+    """Every locked package at its version, the project itself, and nothing else (pip and
+    setuptools, which built the project, are gone)."""
+    have = image_distributions(made, serve_image["id"])
+    want = {n: v for n, v in lock.locked("serve-image").items() if n not in ("pip", "setuptools")}
+    assert have == {**want, "tandem": "0.1.0"}
 
 
 @pytest.fixture(scope="module")
@@ -217,9 +238,12 @@ def test_train_image_builds_up_to_the_cuda_base(made, capsys):
     CUDA build of torch that only the real base (pytorch/pytorch) provides."""
     started = time.monotonic()
     made.build(TRAIN_DOCKERFILE, "tandem-base", "--target=deps")
+    assert image_distributions(made, made.images[-1]) == lock.locked("train-image")
     full = made.build(TRAIN_DOCKERFILE, "tandem-base", check=False)
     log = full.stdout + full.stderr
     assert full.returncode != 0, "the train image built without a CUDA torch"
+    # the project installed (every package it lists reached the image), then the base check
+    assert re.search(r"Successfully installed tandem-\S+", log), log[-3000:]
     assert "torch is not installed; pyproject.toml pins torch==" in log, log[-3000:]
     with capsys.disabled():
         print(f"\n[docker] train image up to its CUDA base: {time.monotonic() - started:.0f} s")
