@@ -145,11 +145,11 @@ docker:
 	$(DOCKER) build $(DOCKER_ARGS) -f docker/train.Dockerfile -t tandem-train .
 	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^tandem-'
 
-# The container tests: a private dockerd builds and runs the images (Debian's docker.io and
-# mmdebstrap are installed when missing), and the real Triton loads the model repository.
-# Here, not in `make test`: the training image's dependency layers (minutes, 2.4 GB).
+# The container tests alone (also in `make test`): a private dockerd builds and runs the
+# images (Debian's docker.io and mmdebstrap are installed when missing), and the real Triton
+# loads the model repository.
 docker-test: setup
-	TANDEM_TRAIN_IMAGE=1 $(PY) -m pytest tests/test_docker.py tests/test_triton.py $(ARGS)
+	$(PY) -m pytest tests/test_docker.py tests/test_triton.py $(ARGS)
 
 format: setup
 	$(VENV)/bin/ruff check --fix .
