@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # GPU=1: TensorFlow with its CUDA wheels (the `gpu` extra) in place of tensorflow-cpu
-# (README, "Keras on the GPU"). A .venv set up with GPU=1 keeps it without repeating it.
+# (docs/training.md, "Keras on the GPU"). A .venv set up with GPU=1 keeps it without repeating it.
 GPU ?= $(if $(wildcard $(VENV)/.installed-gpu),1,0)
 TENSORFLOW := $(if $(filter 1,$(GPU)),gpu,cpu)
 # The other extra's TensorFlow distribution: both install the `tensorflow` package's files.
@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml
 train: setup
 	$(PY) -m train $(ARGS)
 
-# The three trainers on NPROC processes or devices, each under its framework's engine (README,
-# "Training on several devices"): torch under torchrun (DDP), keras-fit under MirroredStrategy
+# The three trainers on NPROC processes or devices, each under its framework's engine
+# (docs/distributed.md): torch under torchrun (DDP), keras-fit under MirroredStrategy
 # on NPROC devices of this host, keras-tape under MultiWorkerMirroredStrategy (NPROC workers).
 NPROC ?= 2
 train-dist: setup
@@ -102,8 +102,8 @@ ifeq ($(findstring --quick,$(ARGS)),)
 	@test ! -f artifacts/web/index.html || $(PY) -m benchmarks.browser
 endif
 
-# The capacity plan (README, "Kubernetes and KServe") from the bench report: the snapshot in
-# deploy/, the README's table and the manifests' maxReplicas. `make manifests` validates them.
+# The capacity plan (docs/kubernetes.md) from the bench report: the snapshot in deploy/, the
+# page's table and the manifests' maxReplicas. `make manifests` validates them.
 capacity: setup
 	$(PY) -m deploy.capacity --bench artifacts/reports/bench.json --write
 
