@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
 .PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
-	web-serve web-deps docker docker-test capacity manifests
+	web-serve web-deps docker docker-test capacity manifests figures
 
 setup: $(STAMP)
 
@@ -119,6 +119,12 @@ browser:
 
 test: setup browser web-deps
 	$(PY) -m pytest $(ARGS)
+
+# Every table of measured figures in README.md and docs/ from its snapshot in docs/figures/
+# (docs/ci.md). ARGS=--refresh: take a real run's reports into the snapshots first;
+# ARGS=--check: only say which differ.
+figures: setup
+	$(PY) -m docs.figures $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
