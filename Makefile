@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
 .PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
-	web-serve web-deps docker docker-test capacity manifests figures
+	web-serve web-deps docker docker-test capacity manifests figures docs docs-serve
 
 setup: $(STAMP)
 
@@ -125,6 +125,16 @@ test: setup browser web-deps
 # ARGS=--check: only say which differ.
 figures: setup
 	$(PY) -m docs.figures $(ARGS)
+
+# The docs site (mkdocs.yml) in artifacts/site, after the figures' check; --strict fails on a
+# broken link or anchor. Offline: nothing is fetched.
+DOCS_PORT ?= 8002
+docs: setup
+	$(PY) -m docs.figures --check
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr $(HOST):$(DOCS_PORT)
 
 lint: setup
 	$(VENV)/bin/ruff check .

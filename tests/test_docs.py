@@ -1,11 +1,15 @@
 """The docs: every measured figure in README.md and docs/ equals what `python -m docs.figures`
-writes from its committed snapshot."""
+writes from its committed snapshot, and the site builds with `mkdocs build --strict`, which
+fails on a broken link or anchor, in the pages and in the README alike."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ def copy_tree(dest: Path) -> Path:
     """The pages, the site's config, the snapshots and the files the capacity plan writes."""
     dest.mkdir(exist_ok=True)
     shutil.copy(ROOT / "README.md", dest / "README.md")
+    shutil.copy(ROOT / "mkdocs.yml", dest / "mkdocs.yml")
     shutil.copytree(ROOT / "docs", dest / "docs", ignore=shutil.ignore_patterns("__pycache__"))
     (dest / "deploy").mkdir()
     for path in [capacity_plan.SNAPSHOT, *capacity_plan.SIZED_BY]:
@@ -103,3 +108,38 @@ def test_refresh_refuses_a_quick_bench(tmp_path):
     assert said == [
         f"not taken: {reports / 'bench.json'} is a --quick run (its figures are for CI only)"
     ]
+
+
+def build(root: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_site_builds_strict_and_offline(tmp_path):
+    done = build(ROOT, tmp_path / "site")
+    assert done.returncode == 0, done.stderr
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert 'href="parity/' in index  # the README's docs/ links, relative to the site
+    for page in (tmp_path / "site").rglob("*.html"):
+        html = page.read_text()
+        assert "fonts.googleapis" not in html and "fonts.gstatic" not in html, page
+
+
+BREAKS = {
+    "a page's link": ("docs/training.md", "(lockstep.md)", "(lockstepp.md)", "'lockstepp.md'"),
+    "the README's link": ("README.md", "(docs/export.md)", "(docs/exports.md)", "'exports.md'"),
+    "an anchor": ("README.md", "#keras-on-the-gpu)", "#keras-on-a-gpu)", "'#keras-on-a-gpu'"),
+}
+
+
+@pytest.mark.parametrize("broken", BREAKS)
+def test_a_broken_link_fails_the_build(tmp_path, broken):
+    page, good, bad, named = BREAKS[broken]
+    root = copy_tree(tmp_path / "root")
+    text = (root / page).read_text()
+    assert good in text
+    (root / page).write_text(text.replace(good, bad, 1))
+    done = build(root, tmp_path / "site")
+    assert done.returncode != 0
+    assert named in done.stderr, done.stderr
