@@ -23,7 +23,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import export_time, report, runtimes, serving, trainers
-from train.config import CHECKPOINTS, MODEL_REPOSITORY, REPORTS, write_json_atomic
+from contract.files import write_json_atomic, write_text_atomic
+from contract.paths import CHECKPOINTS, REPORTS, add_repository_argument
 
 SECTIONS = ("runtimes", "trainers", "export", "server")
 # Quick (CI) and full settings: seconds per timed figure, server rounds, what is included.
@@ -74,9 +75,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="the short CI version")
-    parser.add_argument(
-        "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository"
-    )
+    add_repository_argument(parser)
     parser.add_argument(
         "--checkpoints", type=Path, default=CHECKPOINTS, help="for the export section"
     )
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "bench.json", bench)
     text = report.markdown(bench)
-    report.write_text_atomic(args.out / "bench.md", text)
+    write_text_atomic(args.out / "bench.md", text)
     report.plots(bench, args.out)
     print(text)
     print(f"-> {args.out / 'bench.json'}, bench.md, plots; {bench['seconds']} s")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from contract.files import write_json_atomic
+from contract.paths import REPORTS, WEB
 from harness import browser
-from train.config import REPORTS, WEB, write_json_atomic
 from web import site as web_site
 
 BATCHES = (1, 64)

@@ -17,14 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from train.config import CHECKPOINTS, FORMATS, TRAINERS, write_json_atomic
+from contract.files import write_json_atomic
+from contract.formats import FORMAT_NAMES
+from contract.names import TRAINERS
+from contract.paths import CHECKPOINTS
+from export import matrix
 
 QUICK_FORMATS = ("torchscript", "onnx", "tflite")
 
 
 def export_times(trainers: list[str], formats: list[str], checkpoints: Path) -> dict:
-    from export import matrix
-
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         started = time.perf_counter()
         results = matrix.export_all(trainers, formats, checkpoints, Path(tmp) / "repository")
@@ -62,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS))
-    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    parser.add_argument("--formats", nargs="+", choices=FORMAT_NAMES, default=list(FORMAT_NAMES))
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="checkpoint root")
     args = parser.parse_args(argv)
     trainers = [t for t in TRAINERS if t in args.trainers]
-    formats = [f for f in FORMATS if f in args.formats]
+    formats = [f for f in FORMAT_NAMES if f in args.formats]
     write_json_atomic(args.out, export_times(trainers, formats, args.checkpoints))
     return 0
 

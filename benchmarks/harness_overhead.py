@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
 import harness
+from contract.files import write_json_atomic
+from contract.paths import REPORTS, add_repository_argument
 from export import repository
-from train.config import MODEL_REPOSITORY, REPORTS, write_json_atomic
 
 
 def measure(model: harness.Backend, batch: int, seconds: float) -> dict:
@@ -58,7 +58,7 @@ def measure(model: harness.Backend, batch: int, seconds: float) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repository", type=Path, default=MODEL_REPOSITORY, help="repository")
+    add_repository_argument(parser)
     parser.add_argument("--batch", type=int, default=64, help="images per call")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds of calls per variant")
     parser.add_argument("--threads", type=int, default=1, help="runtime threads (0 = default)")

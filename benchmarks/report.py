@@ -6,9 +6,10 @@ never disagree with the JSON it was made from.
 
 from __future__ import annotations
 
-import os
 import statistics
 from pathlib import Path
+
+from contract.files import atomic_path
 
 PEERS = ("triton", "litserve", "bare-asgi-v2", "noop")
 TANDEM = "tandem-v2-binary"
@@ -162,16 +163,9 @@ def markdown(bench: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_figure(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def plots(bench: dict, out: Path) -> list[Path]:

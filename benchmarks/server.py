@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import grpc_load
-from train.config import MODEL_REPOSITORY, REPORTS, write_json_atomic
+from contract.files import write_json_atomic
+from contract.paths import REPORTS, add_repository_argument
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 
@@ -219,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.server", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository"
-    )
+    add_repository_argument(parser)
     parser.add_argument(
         "--model", default="torch.onnx", help="variant to load (default: torch.onnx)"
     )

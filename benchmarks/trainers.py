@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from train.config import TRAINERS, CNNSpec
+from contract.names import TRAINERS
+from contract.spec import CNNSpec
 
 IMAGE_SIZE, CHANNELS, CLASSES = 32, 3, 10
 
@@ -65,11 +66,11 @@ def ceiling(batch: int, bf16: bool, steps: int) -> tuple[float, str]:
     """images/s of the fastest plain training step of the one CNN at `batch` we can write."""
     import torch
 
-    from train import torch_model
+    from contract import torch_cnn  # the build imports torch: only on a CUDA host
 
     device = torch.device("cuda")
     spec = CNNSpec.for_data(IMAGE_SIZE, CHANNELS, CLASSES)
-    net = torch_model.build(spec).to(device).to(memory_format=torch.channels_last)
+    net = torch_cnn.build(spec).to(device).to(memory_format=torch.channels_last)
     net.train()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True, capturable=True)
     model = torch.compile(net)

@@ -21,8 +21,9 @@ import re
 import sys
 from pathlib import Path
 
+from contract.files import write_json_atomic, write_text_atomic
+from contract.paths import REPORTS
 from deploy import HEADROOM, HERE, KSERVE_TANDEM, KSERVE_TRITON, KUBERNETES, LOADS
-from train.config import REPORTS
 
 BENCH = REPORTS / "bench.json"
 SNAPSHOT = HERE / "bench-snapshot.json"
@@ -110,14 +111,15 @@ def write(
     snap: dict, snapshot_file: Path = SNAPSHOT, page_file: Path = PAGE, sized_by=SIZED_BY
 ) -> None:
     """The snapshot, the page's table and the manifests' maxReplicas, from `snap`."""
-    snapshot_file.write_text(json.dumps(snap, indent=2) + "\n")
+    write_json_atomic(snapshot_file, snap)
     page = page_file.read_text()
     start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
-    page_file.write_text(page[:start] + "\n" + table(snap) + "\n" + page[end:])
+    write_text_atomic(page_file, page[:start] + "\n" + table(snap) + "\n" + page[end:])
     for path, server in sized_by.items():
         n = max_replicas(snap, server)
         if n is not None:
-            path.write_text(re.sub(r"(?m)^(\s*maxReplicas: )\d+$", rf"\g<1>{n}", path.read_text()))
+            sized = re.sub(r"(?m)^(\s*maxReplicas: )\d+$", rf"\g<1>{n}", path.read_text())
+            write_text_atomic(path, sized)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,10 +16,12 @@ from pathlib import Path
 # TensorFlow reads this once, at import (imported lazily by the TF exporters).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from contract.checkpoint import CheckpointError
+from contract.datasets import DataError
+from contract.formats import EDGE_FORMATS, FORMAT_NAMES
+from contract.names import TRAINERS
+from contract.paths import CHECKPOINTS, EDGE, add_repository_argument
 from export import matrix, repository
-from train import data
-from train.checkpoint import CheckpointError
-from train.config import CHECKPOINTS, EDGE, FORMATS, MODEL_REPOSITORY, TRAINERS
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,10 +37,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--formats",
         nargs="+",
-        choices=FORMATS,
-        default=list(FORMATS),
+        choices=FORMAT_NAMES,
+        default=list(FORMAT_NAMES),
         metavar="FORMAT",
-        help=f"formats to write: {', '.join(FORMATS)} (default: all)",
+        help=f"formats to write: {', '.join(FORMAT_NAMES)} (default: all)",
     )
     parser.add_argument(
         "--checkpoints",
@@ -46,24 +48,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=CHECKPOINTS,
         help=f"checkpoint root, one <trainer>/ folder each (default: {CHECKPOINTS})",
     )
-    parser.add_argument(
+    add_repository_argument(
+        parser,
         "--out",
-        type=Path,
-        default=MODEL_REPOSITORY,
-        help=f"model repository root, one <trainer>.<format>/ folder each "
-        f"(default: {MODEL_REPOSITORY})",
+        help="model repository to write: one <trainer>.<format>/ folder per variant",
     )
     parser.add_argument(
         "--edge",
         type=Path,
         default=None,
-        help=f"root for the formats Triton cannot load ({', '.join(repository.EDGE_FORMATS)}), "
+        help=f"root for the formats Triton cannot load ({', '.join(EDGE_FORMATS)}), "
         f"same layout (default: beside --out, i.e. {EDGE})",
     )
     args = parser.parse_args(argv)
     # Canonical order, no repeats: the same request always writes in the same order.
     args.trainers = [t for t in TRAINERS if t in args.trainers]
-    args.formats = [f for f in FORMATS if f in args.formats]
+    args.formats = [f for f in FORMAT_NAMES if f in args.formats]
     return args
 
 
@@ -74,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         results = matrix.export_all(
             args.trainers, args.formats, args.checkpoints, args.out, args.edge
         )
-    except (CheckpointError, data.DataError) as e:
+    except (CheckpointError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print()
     print(matrix.summary(results, time.perf_counter() - started))
     edge = repository.edge_beside(args.out) if args.edge is None else args.edge
-    to_edge = any(f in repository.EDGE_FORMATS for f in args.formats)
+    to_edge = any(f in EDGE_FORMATS for f in args.formats)
     print(f"-> {args.out}" + (f" and {edge}" if to_edge else ""))
     return 0
 

@@ -1,6 +1,8 @@
 """The export matrix: every requested trainer's checkpoint x every requested format.
 
-EXPORTERS is the registry: format -> fn(source, artifact_path) -> extra manifest fields.
+EXPORTERS is the registry: format name -> fn(source, artifact_path) -> extra manifest
+fields. What else a format is (precision, artifact file, packages...): its record,
+contract/formats.py.
 """
 
 from __future__ import annotations
@@ -16,17 +18,11 @@ from functools import partial
 from importlib import metadata
 from pathlib import Path
 
+from contract import checkpoint
+from contract.formats import FORMATS
+from contract.names import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX, variant_name
 from export import repository, tf_formats, torch_formats
 from export.source import Source
-from train import checkpoint
-from train.config import (
-    FORMATS,
-    INPUT_NAME,
-    OUTPUT_NAME,
-    PIXEL_MAX,
-    PRECISION,
-    variant_name,
-)
 
 EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
     "torchscript": torch_formats.torchscript,
@@ -35,29 +31,15 @@ EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
     "onnx-tf": tf_formats.onnx_tf,
     "savedmodel": tf_formats.savedmodel,
     **{
-        f: partial(tf_formats.tflite, precision=PRECISION[f])
-        for f in FORMATS
-        if f.startswith("tflite")
+        name: partial(tf_formats.tflite, precision=FORMATS[name].precision)
+        for name in ("tflite", "tflite-fp16", "tflite-int8")
     },
     "pte": torch_formats.pte,
 }
-assert tuple(EXPORTERS) == FORMATS, "one exporter per format, in FORMATS order"
 
-# Distributions whose versions a manifest records: the format's exporter and runtime...
-_TF = ("tensorflow", "keras")
-PACKAGES = {
-    "torchscript": ("torch",),
-    "pt2": ("torch",),
-    "onnx": ("torch", "onnxscript", "onnx", "onnxruntime"),
-    "onnx-tf": (*_TF, "tf2onnx", "onnx", "onnxruntime"),
-    "savedmodel": _TF,
-    "tflite": (*_TF, "ai-edge-litert"),
-    "tflite-fp16": (*_TF, "ai-edge-litert"),
-    "tflite-int8": (*_TF, "ai-edge-litert"),
-    "pte": ("torch", "executorch"),
-}
-# ...and the framework the checkpoint was trained in, which a transferred model passed through.
-FRAMEWORK_PACKAGES = {"torch": ("torch",), "keras": _TF}
+# Distributions whose versions a manifest records: the format's (its record's packages) and
+# the framework's the checkpoint was trained in, which a transferred model passed through.
+FRAMEWORK_PACKAGES = {"torch": ("torch",), "keras": ("tensorflow", "keras")}
 # TensorFlow ships as `tensorflow` (GPU hosts) or `tensorflow-cpu` (the CPU-only wheel).
 DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu")}
 
@@ -70,7 +52,7 @@ class Result:
 
 
 def versions(fmt: str, framework: str) -> dict[str, str]:
-    names = dict.fromkeys(FRAMEWORK_PACKAGES[framework] + PACKAGES[fmt])
+    names = dict.fromkeys(FRAMEWORK_PACKAGES[framework] + FORMATS[fmt].packages)
     return {name: _version(name) for name in names} | {"python": platform.python_version()}
 
 
@@ -91,8 +73,8 @@ def manifest(source: Source, fmt: str, name: str, extra: dict) -> dict:
         "name": name,
         "trainer": source.trainer,
         "format": fmt,
-        "precision": PRECISION[fmt],
-        "artifact": repository.ARTIFACT_FILE[fmt],
+        "precision": FORMATS[fmt].precision,
+        "artifact": FORMATS[fmt].artifact,
         "max_batch_size": repository.MAX_BATCH_SIZE,
         "input": {"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, side, side, spec.channels]},
         "output": {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, spec.num_classes]},
@@ -122,7 +104,7 @@ def export_variant(source: Source, fmt: str, out: Path) -> Result:
     name = variant_name(source.trainer, fmt)
     staged = repository.stage(out, name)
     try:
-        artifact = staged / repository.ARTIFACT_FILE[fmt]
+        artifact = staged / FORMATS[fmt].artifact
         artifact.parent.mkdir(parents=True, exist_ok=True)
         extra = EXPORTERS[fmt](source, artifact)
         repository.write_metadata(staged, name, fmt, source.spec, source.ckpt.labels)
@@ -144,7 +126,7 @@ def export_all(
 ) -> list[Result]:
     """Every trainer x format into the model repository `out`, or into the edge root for
     what Triton cannot load (default: beside `out`). All checkpoints are found first, so a
-    missing one fails before any work. Raises train.checkpoint.CheckpointError."""
+    missing one fails before any work. Raises contract.checkpoint.CheckpointError."""
     ckpts = [checkpoint.find(t, checkpoints) for t in trainers]
     out = Path(out)
     edge = repository.edge_beside(out) if edge is None else Path(edge)

@@ -8,8 +8,9 @@ parity gate and the server read through it. What a config.pbtxt says: `triton_co
 <root>/<variant>/manifest.json       (sha256 of every other file)
 <root>/<variant>/1/model.<ext>
 
-Triton refuses a folder it cannot load, and it has no ExecuTorch backend: the formats in
-EDGE_FORMATS go to a second root (artifacts/edge/) with the same layout, no config.pbtxt.
+Triton refuses a folder it cannot load, and it has no ExecuTorch backend: the formats no
+Triton backend loads (their record's `edge`, contract/formats.py) go to a second root
+(artifacts/edge/) with the same layout, no config.pbtxt.
 
 A variant is built in a hidden sibling `.tmp-<variant>-<pid>` and renamed into place, so a
 reader sees a whole variant or none. Readers skip dot-folders; the next export cleans them.
@@ -26,31 +27,14 @@ import os
 import shutil
 from pathlib import Path
 
-from export.triton_config import (
-    BACKEND,
-    MAX_BATCH_SIZE,
-    PLATFORM,
-    config_pbtxt,
-    tflite_tensor_names,
-)
-from train.config import EDGE, LABELS_FILE, CNNSpec
+from contract.formats import FORMATS
+from contract.names import LABELS_FILE
+from contract.paths import EDGE
+from contract.spec import CNNSpec
+from export.triton_config import MAX_BATCH_SIZE, config_pbtxt, tflite_tensor_names
 
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.pbtxt"
-# Where each format's artifact lives inside a variant folder (Triton's file names).
-ARTIFACT_FILE = {
-    "torchscript": "1/model.pt",
-    "pt2": "1/model.pt2",
-    "onnx": "1/model.onnx",
-    "onnx-tf": "1/model.onnx",
-    "savedmodel": "1/model.savedmodel",
-    "tflite": "1/model.tflite",
-    "tflite-fp16": "1/model.tflite",
-    "tflite-int8": "1/model.tflite",
-    "pte": "1/model.pte",
-}
-# Formats no Triton backend loads: published under the edge root instead (see `home`).
-EDGE_FORMATS = ("pte",)
 TMP_PREFIX = ".tmp-"  # a variant being built
 OLD_PREFIX = ".old-"  # the variant being replaced, between the two renames of `publish`
 # What every reader takes from a manifest; a manifest without one of them is refused.
@@ -80,12 +64,12 @@ def read_manifest(variant_dir: Path) -> dict:
 
 def artifact(variant_dir: Path, manifest: dict) -> Path:
     """The model file (or SavedModel folder) of a variant."""
-    return Path(variant_dir) / ARTIFACT_FILE[manifest["format"]]
+    return Path(variant_dir) / FORMATS[manifest["format"]].artifact
 
 
 def home(fmt: str, repository: Path, edge: Path) -> Path:
     """The root a format's variants are published under (the edge root: no Triton backend)."""
-    return Path(edge if fmt in EDGE_FORMATS else repository)
+    return Path(edge if FORMATS[fmt].edge else repository)
 
 
 def edge_beside(repository: Path) -> Path:
@@ -96,7 +80,7 @@ def edge_beside(repository: Path) -> Path:
 def fixed_batch_file(fmt: str, batch: int) -> str:
     """A copy of the artifact converted at one fixed batch size, beside the dynamic one, for
     runtimes that cannot resize an input (LiteRT.js): `1/model.b64.tflite`."""
-    stem, dot, ext = ARTIFACT_FILE[fmt].rpartition(".")
+    stem, dot, ext = FORMATS[fmt].artifact.rpartition(".")
     return f"{stem}.b{batch}{dot}{ext}"
 
 
@@ -128,10 +112,11 @@ def file_hashes(variant_dir: Path) -> dict[str, str]:
 def write_metadata(staged: Path, name: str, fmt: str, spec: CNNSpec, labels: list[str]) -> None:
     """labels.txt and Triton's config.pbtxt, beside the artifact already in `staged`."""
     (staged / LABELS_FILE).write_text("\n".join(labels) + "\n")
-    if fmt in PLATFORM:
+    record = FORMATS[fmt]
+    if record.triton_platform:
         (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec))
-    elif fmt in BACKEND:
-        tensors = tflite_tensor_names(staged / ARTIFACT_FILE[fmt])
+    elif record.triton_backend:  # TFLite's backend names tensors as the file does
+        tensors = tflite_tensor_names(staged / record.artifact)
         (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec, tensors))
 
 

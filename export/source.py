@@ -1,7 +1,7 @@
 """One trained checkpoint as every exporter needs it, each form built at most once.
 
 Torch formats read `torch_net`, TF formats `keras_model` or `saved_model`; the other
-framework's model comes from exact weight transfer (train.checkpoint).
+framework's model comes from exact weight transfer (contract/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from train import checkpoint, data
-from train.checkpoint import Checkpoint
-from train.config import CNNSpec
+from contract import checkpoint, datasets
+from contract.checkpoint import Checkpoint
+from contract.spec import CNNSpec
+from export.repository import sha256_file
+from export.saved_model import write_saved_model
 
 CALIBRATION_IMAGES = 300  # int8 representative dataset: a few hundred training images
 
@@ -43,25 +45,19 @@ class Source:
     @cached_property
     def saved_model(self) -> Path:
         """A scratch SavedModel: the savedmodel format copies it, the TFLite converter reads it."""
-        from export import tf_formats
-
         path = self.scratch / "model.savedmodel"
-        tf_formats.write_saved_model(self.keras_model, self.spec, path)
+        write_saved_model(self.keras_model, self.spec, path)
         return path
 
     def fixed_batch_saved_model(self, batch: int) -> Path:
         """A scratch SavedModel whose signature takes exactly `batch` images."""
-        from export import tf_formats
-
         path = self.scratch / f"model.b{batch}.savedmodel"
         if not path.exists():
-            tf_formats.write_saved_model(self.keras_model, self.spec, path, batch)
+            write_saved_model(self.keras_model, self.spec, path, batch)
         return path
 
     @cached_property
     def weights_sha256(self) -> str:
-        from export.repository import sha256_file
-
         return sha256_file(self.ckpt.weights)
 
     @cached_property
@@ -72,7 +68,7 @@ class Source:
         images = splits.train.images[:CALIBRATION_IMAGES]
         want = (spec.image_size, spec.image_size, spec.channels)
         if images.shape[1:] != want:
-            raise data.DataError(
+            raise datasets.DataError(
                 f"calibration data {self.ckpt.recorded['data']!r} gives images of shape "
                 f"{images.shape[1:]}, "
                 f"but the {self.trainer} checkpoint expects {want}"

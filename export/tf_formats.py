@@ -12,42 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.names import OUTPUT_NAME
 from export import onnx_file, repository
+from export.saved_model import signature
 from export.source import Source
-from train.config import INPUT_NAME, OUTPUT_NAME, CNNSpec
 
 ONNX_OPSET = 18  # the newest tf2onnx 1.17 supports
 # LiteRT.js cannot resize an input: the page runs one image at a time, and the browser
 # parity check runs the golden batch in chunks of the repository's max batch size.
 FIXED_BATCHES = (1, repository.MAX_BATCH_SIZE)
-
-
-def signature(spec: CNNSpec, batch: int | None = None):
-    """The one input: float32 [N, H, W, C] named `images`, N dynamic unless `batch` is given."""
-    import tensorflow as tf
-
-    shape = [batch, spec.image_size, spec.image_size, spec.channels]
-    return tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
-
-
-def write_saved_model(model, spec: CNNSpec, path: Path, batch: int | None = None) -> None:
-    """A SavedModel whose `serving_default` maps `images` to {"logits": ...}; `batch` fixes
-    the batch dimension (a scratch model for a fixed-batch TFLite file).
-
-    Keras' ExportArchive is tf.saved_model.save of a tracked tf.function, but it
-    tracks the variables so that the TFLite converter can freeze them; a plain
-    tf.Module holding the model gave a TFLite file with unfrozen READ_VARIABLE ops.
-    """
-    import keras
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        lambda images: {OUTPUT_NAME: model(images, training=False)},
-        input_signature=[signature(spec, batch)],
-    )
-    archive.write_out(str(path), verbose=False)
 
 
 def savedmodel(source: Source, path: Path) -> dict:

@@ -10,9 +10,9 @@ import logging
 import warnings
 from pathlib import Path
 
+from contract.names import INPUT_NAME, OUTPUT_NAME
 from export import onnx_file
 from export.source import Source, example_images
-from train.config import INPUT_NAME, OUTPUT_NAME
 
 ONNX_OPSET = 20  # torch 2.13's default; onnxruntime 1.32 and onnxruntime-web 1.30 run it
 # ExecuTorch plans its memory for the largest input, so its batch needs an upper bound

@@ -1,5 +1,6 @@
-"""Triton's model config (config.pbtxt) for each format: the runtime it names, the tensors,
-the batch. `repository.write_metadata` writes it into each variant folder.
+"""Triton's model config (config.pbtxt) for each format: the runtime it names (its record's
+triton_platform / triton_backend, contract/formats.py), the tensors, the batch.
+`repository.write_metadata` writes it into each variant folder.
 
 This module imports no ML framework (a TFLite variant's tensor names are read with LiteRT,
 imported then).
@@ -9,23 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.config import INPUT_NAME, LABELS_FILE, OUTPUT_NAME, CNNSpec
+from contract.formats import FORMATS
+from contract.names import INPUT_NAME, LABELS_FILE, OUTPUT_NAME
+from contract.spec import CNNSpec
 
 # The most images one request (and one dynamic batch) may carry: config.pbtxt's
 # max_batch_size, recorded in each manifest; the server batches up to it by default.
 MAX_BATCH_SIZE = 64
-# Triton's model config names the runtime by `platform` for the formats it has built in...
-PLATFORM = {
-    "torchscript": "pytorch_libtorch",
-    "pt2": "torch_aoti",
-    "onnx": "onnxruntime_onnx",
-    "onnx-tf": "onnxruntime_onnx",
-    "savedmodel": "tensorflow_savedmodel",
-}
-# ... and by `backend` for TFLite, served by Triton's TFLite backend. That backend binds the
-# config's tensors by the .tflite file's own tensor names (the converter's, e.g.
-# `serving_default_images:0`), so those are read from the file (`tflite_tensor_names`).
-BACKEND = {"tflite": "armnn_tflite", "tflite-fp16": "armnn_tflite", "tflite-int8": "armnn_tflite"}
 
 
 def config_pbtxt(
@@ -36,7 +27,12 @@ def config_pbtxt(
     if fmt == "pt2":
         return pt2_config_pbtxt(name, spec)
     side, channels = spec.image_size, spec.channels
-    runtime = f'platform: "{PLATFORM[fmt]}"' if fmt in PLATFORM else f'backend: "{BACKEND[fmt]}"'
+    record = FORMATS[fmt]
+    runtime = (
+        f'platform: "{record.triton_platform}"'
+        if record.triton_platform
+        else f'backend: "{record.triton_backend}"'
+    )
     return (
         f'name: "{name}"\n'
         f"{runtime}\n"
@@ -69,10 +65,11 @@ PT2_TENSORS = ("INPUT__0", "OUTPUT__0")
 def pt2_config_pbtxt(name: str, spec: CNNSpec) -> str:
     side, channels = spec.image_size, spec.channels
     inp, out = PT2_TENSORS
+    record = FORMATS["pt2"]
     return (
         f'name: "{name}"\n'
-        'backend: "pytorch"\n'
-        f'platform: "{PLATFORM["pt2"]}"\n'
+        f'backend: "{record.triton_backend}"\n'
+        f'platform: "{record.triton_platform}"\n'
         "max_batch_size: 0\n"
         "input [\n"
         "  {\n"
@@ -94,7 +91,8 @@ def pt2_config_pbtxt(name: str, spec: CNNSpec) -> str:
 
 
 def tflite_tensor_names(path: Path) -> tuple[str, str]:
-    """(input, output) tensor names inside a .tflite file."""
+    """(input, output) tensor names inside a .tflite file. Triton's TFLite backend binds the
+    config's tensors by these (the converter's, e.g. `serving_default_images:0`)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import checkpoint
+from contract.formats import FORMATS
 from export import repository
 from harness.runners import RUNNERS, KerasEagerRunner, TorchEagerRunner
 
@@ -97,10 +99,10 @@ def load(variant_dir: str | Path, threads: int = 0, verify: bool = True) -> Back
     except repository.IntegrityError as e:
         raise VariantError(str(e)) from e
     fmt = manifest["format"]
-    if fmt not in RUNNERS:
-        known = ", ".join(RUNNERS)
+    if fmt not in FORMATS:
+        known = ", ".join(FORMATS)
         raise VariantError(f"{variant_dir.name}: unknown format {fmt!r}; known: {known}")
-    runner = RUNNERS[fmt](repository.artifact(variant_dir, manifest), threads)
+    runner = RUNNERS[FORMATS[fmt].runner](repository.artifact(variant_dir, manifest), threads)
     shape = tuple(manifest["input"]["shape"][1:])
     return Backend(manifest["name"], runner, shape, list(manifest["labels"]), manifest)
 
@@ -108,8 +110,6 @@ def load(variant_dir: str | Path, threads: int = 0, verify: bool = True) -> Back
 def eager(trainer: str, framework: str | None = None, checkpoints: Path | None = None) -> Backend:
     """The trained model itself, in `framework` (default: the one it was trained in).
     The reference that every variant of `trainer` is compared with."""
-    from train import checkpoint
-
     ckpt = checkpoint.find(trainer, *(() if checkpoints is None else (checkpoints,)))
     framework = framework or ckpt.framework
     builders = {

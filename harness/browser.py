@@ -35,14 +35,6 @@ FLAGS = [
     "--disable-sync",
 ]
 SITE_INDEX = "models.json"  # written by `make web`: every variant the page loads
-# The runtime each in-browser format runs in; a row is named `<variant>@browser-<runtime>`.
-RUNTIME = {
-    "onnx": "onnxruntime-web",
-    "onnx-tf": "onnxruntime-web",
-    "tflite": "litert",
-    "tflite-fp16": "litert",
-    "tflite-int8": "litert",
-}
 # Threads in wasm need SharedArrayBuffer, which a browser grants only to a cross-origin
 # isolated page: these two headers on every response.
 ISOLATION = {
@@ -53,6 +45,7 @@ LOAD_TIMEOUT_MS = 120_000  # 15 variants and ~25 MB of wasm, on a busy 2-core ma
 
 
 def row_name(variant: str, runtime: str) -> str:
+    """A parity row of an in-browser runtime (a format record's `browser`)."""
     return f"{variant}@browser-{runtime}"
 
 

@@ -11,24 +11,22 @@ from pathlib import Path
 import numpy as np
 
 import harness
+from contract.formats import FORMATS
 from export import repository
 from harness import browser
-from harness.parity import Row
-from harness.verdict import FAIL, judge
-from train.config import PRECISION
+from harness.verdict import FAIL, Row, judge
 
 
 def base(name: str, path: Path, manifest: dict, reference: str) -> dict:
-    fmt = manifest["format"]
-    runtime = browser.RUNTIME[fmt]
+    fmt = FORMATS[manifest["format"]]
     return dict(
-        name=browser.row_name(name, runtime),
+        name=browser.row_name(name, fmt.browser),
         trainer=manifest["trainer"],
-        format=fmt,
-        profile=PRECISION[fmt],
+        format=fmt.name,
+        profile=fmt.precision,
         reference=reference,
         size_bytes=repository.folder_size(path),
-        runtime=f"browser-{runtime}",
+        runtime=f"browser-{fmt.browser}",
     )
 
 
@@ -59,7 +57,7 @@ def rows(site: Path, found: dict[str, Path], goldens: dict, references: dict) ->
     done, todo = [], []
     for name, path in found.items():
         manifest = repository.read_manifest(path)
-        if manifest["format"] not in browser.RUNTIME:
+        if not FORMATS[manifest["format"]].browser:
             continue
         fields = base(name, path, manifest, references[manifest["trainer"]][0])
         problem = mismatch(name, manifest, entries, site)

@@ -17,10 +17,11 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+from contract.files import atomic_path
 from harness.verdict import FAIL, INCONCLUSIVE, VERDICTS
 
 SUITE = "parity"
-# The figures a case carries, in this order (harness/parity.py's Row names them).
+# The figures a case carries, in this order (harness/verdict.py's Row names them).
 FIGURES = (
     "profile",
     "reference",
@@ -96,7 +97,6 @@ def write(result: dict, path: Path, strict: bool = False) -> Path:
     """Write the JUnit file for a parity result (harness/parity.py's `run`), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    document(result, strict).write(tmp, encoding="utf-8", xml_declaration=True)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        document(result, strict).write(tmp, encoding="utf-8", xml_declaration=True)
     return path

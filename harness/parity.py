@@ -6,9 +6,8 @@
     python -m harness.parity --browser       # and each in-browser runtime of the built site
     python -m harness.parity --junit-xml artifacts/reports/parity-junit.xml   # for CI
 
-Golden set per trainer: the held-out images of the checkpoint's own split (val + test,
-labelled: the model never trained on them) plus seeded uniform-noise images (unlabelled),
-so real and out-of-distribution inputs are both covered. Each row gets a verdict (pass,
+Every variant is judged on its trainer's golden set (harness/golden.py: the checkpoint's
+held-out images plus seeded noise) against the eager model. Each row gets a verdict (pass,
 inconclusive, fail) from harness/verdict.py. Variants come from the model repository and the
 edge root beside it. With --browser, the site `make web` built runs the same golden batch in
 headless Chromium: one more row per in-browser variant (`torch.onnx@browser-onnxruntime-web`,
@@ -21,72 +20,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 import harness
+from contract.checkpoint import CheckpointError
+from contract.formats import FORMAT_NAMES, FORMATS
+from contract.names import TRAINERS
+from contract.paths import CHECKPOINTS, REPORTS, WEB, add_repository_argument
 from export import repository
-from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, VERDICTS, judge
-from train.config import (
-    CHECKPOINTS,
-    FORMATS,
-    MODEL_REPOSITORY,
-    PRECISION,
-    REPORTS,
-    TRAINERS,
-    WEB,
-)
+from harness import browser_parity, golden, junit, report
+from harness.golden import GOLDEN_FILE, Golden
+from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, VERDICTS, Row, judge
 
-GOLDEN_FILE = "golden.npz"
-RANDOM_IMAGES = 64
 ORACLE_IMAGES = 16  # onnx.reference is pure Python: a few images prove the point
-
-
-@dataclass
-class Golden:
-    images: np.ndarray  # (N, H, W, C) float32
-    labels: np.ndarray  # (N,) int64; -1 for the random images
-
-
-@dataclass
-class Row:
-    name: str
-    trainer: str
-    format: str
-    profile: str
-    reference: str
-    size_bytes: int
-    verdict: str
-    reason: str = ""
-    max_abs_diff: float = float("nan")
-    mean_abs_diff: float = float("nan")
-    top1_agreement: float = float("nan")
-    accuracy: float = float("nan")
-    reference_accuracy: float = float("nan")
-    accuracy_delta: float = float("nan")
-    bound: float | None = None
-    labelled_images: int | None = None
-    unlabelled_max_abs_diff: float | None = None
-    near_tie_flips: int | None = None
-    decisive_flips: int | None = None
-    oracle_max_abs_diff: float | None = None
-    runtime: str | None = None  # browser rows: the in-browser runtime; else the format's own
-    host_max_abs_diff: float | None = None  # browser rows: vs the same file in Python
-
-
-def golden_set(trainer: str, checkpoints: Path, seed: int = 0) -> Golden:
-    """The checkpoint's held-out images (val + test) plus seeded noise of the same shape."""
-    from train import checkpoint
-
-    splits = checkpoint.find(trainer, checkpoints).splits()
-    held_out = [splits.test, splits.val]
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (RANDOM_IMAGES, *splits.test.images.shape[1:]))
-    images = np.concatenate([*(d.images for d in held_out), noise.astype(np.float32)])
-    labels = np.concatenate([*(d.labels for d in held_out), np.full(RANDOM_IMAGES, -1)])
-    return Golden(images, labels)
 
 
 def oracle_diff(path: Path, model: harness.Backend, images: np.ndarray) -> float:
@@ -102,8 +51,8 @@ def oracle_diff(path: Path, model: harness.Backend, images: np.ndarray) -> float
 def check_variant(path: Path, goldens: dict, references: dict) -> Row:
     manifest = repository.read_manifest(path)
     trainer, fmt = manifest["trainer"], manifest["format"]
-    profile = PRECISION[fmt]
-    golden = goldens[trainer]
+    profile = FORMATS[fmt].precision
+    images, labels = goldens[trainer].images, goldens[trainer].labels
     base = dict(
         name=path.name,
         trainer=trainer,
@@ -114,9 +63,9 @@ def check_variant(path: Path, goldens: dict, references: dict) -> Row:
     )
     try:
         model = harness.load(path)
-        result = judge(references[trainer][1], model.predict(golden.images), golden.labels, profile)
-        if fmt in ("onnx", "onnx-tf") and result["verdict"] != FAIL:
-            oracle = oracle_diff(path, model, golden.images)
+        result = judge(references[trainer][1], model.predict(images), labels, profile)
+        if FORMATS[fmt].runner == "onnxruntime" and result["verdict"] != FAIL:
+            oracle = oracle_diff(path, model, images)
             result["oracle_max_abs_diff"] = oracle
             if oracle > PROFILES["oracle"].max_abs_diff:
                 result["verdict"] = FAIL
@@ -126,12 +75,12 @@ def check_variant(path: Path, goldens: dict, references: dict) -> Row:
     return Row(**base, **result)
 
 
-def cross_framework_row(trainer: str, checkpoints: Path, golden: Golden, reference) -> Row:
+def cross_framework_row(trainer: str, checkpoints: Path, inputs: Golden, reference) -> Row:
     """The trained model rebuilt in the other framework by weight transfer."""
     ref_name, ref_logits = reference
     other = "keras" if ref_name.endswith("torch") else "torch"
     model = harness.eager(trainer, other, checkpoints)
-    result = judge(ref_logits, model.predict(golden.images), golden.labels, "transfer")
+    result = judge(ref_logits, model.predict(inputs.images), inputs.labels, "transfer")
     return Row(
         name=model.name,
         trainer=trainer,
@@ -158,21 +107,17 @@ def run(
     """Check every variant of the repository and the edge root (default: beside it), and
     with `site`, every in-browser one; write the report. `passed` is false when any row
     failed."""
-    from harness import report
-
     edge = repository.edge_beside(repository_dir) if edge is None else edge
     found = repository.variants(repository_dir) | repository.variants(edge)
     if not found:
         raise SystemExit(f"no variants in {repository_dir} or {edge}: run `make export` first")
     present = {repository.read_manifest(p)["trainer"] for p in found.values()}
     trainers = [t for t in TRAINERS if t in present]
-    goldens, references = load_or_build(trainers, checkpoints, reports / GOLDEN_FILE, replay)
+    goldens, references = golden.load_or_build(trainers, checkpoints, reports / GOLDEN_FILE, replay)
     rows = [check_variant(p, goldens, references) for p in found.values()]
     if site is not None:
-        from harness import browser_parity
-
         rows += browser_parity.rows(site, found, goldens, references)
-    rows.sort(key=lambda r: (trainers.index(r.trainer), FORMATS.index(r.format), r.name))
+    rows.sort(key=lambda r: (trainers.index(r.trainer), FORMAT_NAMES.index(r.format), r.name))
     if not replay:
         rows += [cross_framework_row(t, checkpoints, goldens[t], references[t]) for t in trainers]
     variants = [asdict(r) for r in rows]
@@ -182,45 +127,11 @@ def run(
     return result
 
 
-def load_or_build(
-    trainers: list[str], checkpoints: Path, path: Path, replay: bool
-) -> tuple[dict[str, Golden], dict[str, tuple[str, np.ndarray]]]:
-    """Golden inputs and reference logits per trainer; saved so a run can be replayed."""
-    if replay:
-        if not path.is_file():
-            raise SystemExit(f"--replay needs {path}: run `make parity` once without it")
-        saved = np.load(path)
-        goldens = {t: Golden(saved[f"images_{t}"], saved[f"labels_{t}"]) for t in trainers}
-        refs = {t: (str(saved[f"name_{t}"]), saved[f"reference_{t}"]) for t in trainers}
-        return goldens, refs
-    goldens, refs, arrays = {}, {}, {}
-    for t in trainers:
-        goldens[t] = golden_set(t, checkpoints)
-        model = harness.eager(t, checkpoints=checkpoints)
-        refs[t] = (model.name, model.predict(goldens[t].images))
-        arrays |= {
-            f"images_{t}": goldens[t].images,
-            f"labels_{t}": goldens[t].labels,
-            f"reference_{t}": refs[t][1],
-            f"name_{t}": np.array(model.name),
-        }
-    first = goldens[trainers[0]].images
-    if all(np.array_equal(g.images, first) for g in goldens.values()):
-        arrays["images"] = first  # one shared golden batch, e.g. for the server's start-up replay
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-    return goldens, refs
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m harness.parity", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository"
-    )
+    add_repository_argument(parser)
     parser.add_argument(
         "--edge",
         type=Path,
@@ -250,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the report as JUnit XML for CI: a case per variant, a fail a "
         "<failure>, an inconclusive row a <skipped> (with --strict a <failure>)",
     )
-    args = parser.parse_args(argv)
-    from train.checkpoint import CheckpointError
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     try:
         site = args.site if args.browser else None
         result = run(args.repository, args.checkpoints, args.reports, args.replay, args.edge, site)
@@ -260,8 +173,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.junit_xml:
-        from harness import junit
-
         print(f"JUnit XML: {junit.write(result, args.junit_xml, args.strict)}")
     for v in result["variants"]:
         if v["verdict"] != PASS:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from train.config import CHECKPOINTS, REPORTS
+from contract.paths import CHECKPOINTS, REPORTS
 
 ROWS = pytest.StashKey[list]()
 
@@ -39,8 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def rows(config: pytest.Config) -> list[dict]:
     """The gate's rows, run once per session (at collection: the ids are the row names)."""
     if ROWS not in config.stash:
+        # Here, not at the top: pytest loads this plugin in every session of this
+        # environment, and only a run asking for the gate needs the gate's imports.
+        from contract.checkpoint import CheckpointError
         from harness import parity
-        from train.checkpoint import CheckpointError
 
         option = config.getoption
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from contract.files import atomic_path, write_json_atomic, write_text_atomic
+from contract.formats import FORMAT_NAMES
+from contract.names import TRAINERS
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, VERDICTS
-from train.config import FORMATS, TRAINERS, write_json_atomic
 
 COLUMNS = (
     "variant",
@@ -59,9 +61,7 @@ def write(result: dict, reports: Path) -> None:
         "images; *inconclusive* means too few labelled images to tell (see docs/parity.md).\n\n"
     )
     text += table(result) + "\n\n![max abs logit diff by trainer and format](parity.png)\n"
-    tmp = reports / ".parity.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(reports / "parity.md")
+    write_text_atomic(reports / "parity.md", text)
     plot(result, reports / "parity.png")
     print(table(result))
 
@@ -75,13 +75,13 @@ def plot(result: dict, path: Path) -> None:
     import numpy as np
 
     # One cell per trainer x format: the in-browser rows of a variant are in the table only.
-    rows = [v for v in result["variants"] if v["format"] in FORMATS and not v.get("runtime")]
+    rows = [v for v in result["variants"] if v["format"] in FORMAT_NAMES and not v.get("runtime")]
     present = {v["trainer"] for v in rows}
     trainers = [t for t in TRAINERS if t in present]
-    grid = np.full((len(trainers), len(FORMATS)), np.nan)
+    grid = np.full((len(trainers), len(FORMAT_NAMES)), np.nan)
     failed, unsure, exact = [], [], []
     for v in rows:
-        i, j = trainers.index(v["trainer"]), FORMATS.index(v["format"])
+        i, j = trainers.index(v["trainer"]), FORMAT_NAMES.index(v["format"])
         d = v["max_abs_diff"]
         grid[i, j] = np.log10(max(d, 1e-9)) if d is not None and not math.isnan(d) else np.nan
         if v["verdict"] == FAIL:
@@ -92,10 +92,10 @@ def plot(result: dict, path: Path) -> None:
             exact.append((i, j))
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * len(trainers)))
     im = ax.imshow(grid, cmap="viridis", vmin=-8, vmax=0, aspect="auto")
-    ax.set_xticks(range(len(FORMATS)), FORMATS, rotation=30, ha="right")
+    ax.set_xticks(range(len(FORMAT_NAMES)), FORMAT_NAMES, rotation=30, ha="right")
     ax.set_yticks(range(len(trainers)), trainers)
     for i in range(len(trainers)):
-        for j in range(len(FORMATS)):
+        for j in range(len(FORMAT_NAMES)):
             if not np.isnan(grid[i, j]):
                 mark = f"{10 ** grid[i, j]:.0e}" if (i, j) not in exact else "0"
                 mark = "FAIL" if (i, j) in failed else mark + "?" if (i, j) in unsure else mark
@@ -104,7 +104,6 @@ def plot(result: dict, path: Path) -> None:
     fig.colorbar(im, ax=ax, label="log10 max abs logit diff")
     ax.set_title("parity: max abs logit diff vs the eager model")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(path)

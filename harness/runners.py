@@ -129,16 +129,14 @@ class LiteRunner:
             return self.interpreter.get_tensor(self.output).copy()
 
 
+# By runtime: a format's record names its runner (contract/formats.py).
 RUNNERS: dict[str, Callable[..., object]] = {
     "torchscript": TorchScriptRunner,
-    "pt2": Pt2Runner,
-    "onnx": OnnxRunner,
-    "onnx-tf": OnnxRunner,
+    "aoti": Pt2Runner,
+    "onnxruntime": OnnxRunner,
     "savedmodel": SavedModelRunner,
-    "tflite": LiteRunner,
-    "tflite-fp16": LiteRunner,
-    "tflite-int8": LiteRunner,
-    "pte": PteRunner,
+    "litert": LiteRunner,
+    "executorch": PteRunner,
 }
 
 

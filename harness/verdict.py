@@ -181,3 +181,32 @@ def quantized(
         "near_tie_flips": int(((ref_top != cand_top) & ~decisive).sum()),
         "decisive_flips": k,
     }
+
+
+@dataclass
+class Row:
+    """One row of the parity report (harness/parity.py, harness/browser_parity.py): what was
+    compared, under which profile, `judge`'s figures and verdict."""
+
+    name: str
+    trainer: str
+    format: str
+    profile: str
+    reference: str
+    size_bytes: int
+    verdict: str
+    reason: str = ""
+    max_abs_diff: float = float("nan")
+    mean_abs_diff: float = float("nan")
+    top1_agreement: float = float("nan")
+    accuracy: float = float("nan")
+    reference_accuracy: float = float("nan")
+    accuracy_delta: float = float("nan")
+    bound: float | None = None
+    labelled_images: int | None = None
+    unlabelled_max_abs_diff: float | None = None
+    near_tie_flips: int | None = None
+    decisive_flips: int | None = None
+    oracle_max_abs_diff: float | None = None
+    runtime: str | None = None  # browser rows: the in-browser runtime; else the format's own
+    host_max_abs_diff: float | None = None  # browser rows: vs the same file in Python

@@ -1,6 +1,6 @@
 """An uploaded PNG or JPEG as one image under the contract: float32 [1, H, W, C], 0..255.
 
-The conversion is the training folder loader's (train.data.to_pixels: grey "L" or "RGB",
+The conversion is the training folder loader's (contract.pixels.to_pixels: grey "L" or "RGB",
 bilinear resize), so an upload is seen the way the training images were.
 """
 
@@ -11,8 +11,8 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from train.config import PIXEL_MAX
-from train.data import to_pixels
+from contract.names import PIXEL_MAX
+from contract.pixels import to_pixels
 
 FORMATS = ("PNG", "JPEG")
 # Checked from the header, before any pixel is decoded: a small file that inflates to

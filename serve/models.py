@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 import harness
-from export import repository, triton_config
-from harness.parity import GOLDEN_FILE
+from contract.formats import FORMATS
+from contract.paths import REPORTS
+from export import repository
+from harness.golden import GOLDEN_FILE
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge
 from serve import catalog, v2
 from serve.batching import MAX_QUEUE, Batcher
 from serve.metrics import ModelStats
-from train.config import PRECISION, REPORTS
 
 GOLDEN = REPORTS / GOLDEN_FILE
 SEEDED_IMAGES = 7  # an odd batch: a batch-dimension bug shows at N > 1
@@ -84,12 +85,15 @@ class Servable:
 def platform(fmt: str | None) -> str:
     """What Triton's model metadata says for a folder of this format: the config's
     `platform`, or for a backend-only config the backend's name, as Triton reports it."""
-    return triton_config.PLATFORM.get(fmt) or triton_config.BACKEND.get(fmt, "unknown")
+    record = FORMATS.get(fmt)
+    if record is None:
+        return "unknown"
+    return record.triton_platform or record.triton_backend or "unknown"
 
 
 def check(model: harness.Backend, manifest: dict, golden: Golden) -> dict:
     """The start-up check's verdict ({"verdict", "reason"}); a FAIL keeps it from serving."""
-    profile = PRECISION[manifest["format"]]
+    profile = FORMATS[manifest["format"]].precision
     entry = golden.batch(manifest["trainer"])
     if entry is not None:
         images, labels, reference = entry

@@ -22,12 +22,12 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.paths import MODEL_REPOSITORY
 from export.repository import MAX_BATCH_SIZE
 from serve import catalog, models, v2
 from serve.batching import MAX_QUEUE
 from serve.control import ModelControl
 from serve.metrics import NO_MODEL, Collector, ModelStats, registry
-from train.config import MODEL_REPOSITORY
 
 log = logging.getLogger("serve")
 # Bodies and answers above this size are parsed and encoded off the event loop.

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.names import PIXEL_MAX
 from harness import top_k
-from train.config import PIXEL_MAX
 
 VERSION = "1"  # every variant folder holds one version, `1/` (Triton layout)
 HEADER_LENGTH = "Inference-Header-Content-Length"

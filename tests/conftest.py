@@ -8,16 +8,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from train import data
+from contract import datasets
+from contract.formats import FORMAT_NAMES
+from contract.names import TRAINERS
 from train.__main__ import run
-from train.config import FORMATS, TRAINERS, TrainConfig
+from train.config import TrainConfig
 
 QUICK = dict(epochs=2, batch_size=32, max_steps=6, quiet=True)
 
 
 def train_all(out, **overrides) -> dict[str, dict]:
     cfg = TrainConfig(out=out, **{**QUICK, **overrides})
-    splits = data.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed, n=cfg.synthetic_samples)
+    splits = datasets.load(
+        cfg.data, cfg.image_size, cfg.channels, cfg.seed, n=cfg.synthetic_samples
+    )
     return {t: run(TrainConfig(**{**vars(cfg)}), t, splits) for t in TRAINERS}
 
 
@@ -33,7 +37,7 @@ def digits_checkpoints(tmp_path_factory):
     """All three trainers, default settings (the `make train` run), on digits."""
     out = tmp_path_factory.mktemp("digits")
     cfg = TrainConfig(out=out, quiet=True)
-    splits = data.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed)
+    splits = datasets.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed)
     metrics = {t: run(TrainConfig(**vars(cfg)), t, splits) for t in TRAINERS}
     return out, metrics
 
@@ -61,7 +65,7 @@ def export_repo(checkpoints, tmp_path_factory, name: str):
     from export.matrix import export_all
 
     repo = tmp_path_factory.mktemp(name) / "model_repository"
-    export_all(TRAINERS, FORMATS, checkpoints, repo)
+    export_all(TRAINERS, FORMAT_NAMES, checkpoints, repo)
     return repo
 
 
@@ -85,12 +89,12 @@ def rgb_repo(rgb_checkpoints, tmp_path_factory):
 def serve_root(digits_repo, tmp_path_factory):
     """<root>/repo: the digits model repository; <root>/golden.npz: the parity stage's golden
     inputs and reference logits, which the server replays at start-up. Read-only."""
-    from harness import parity
+    from harness import golden
 
     checkpoints, repo = digits_repo
     root = tmp_path_factory.mktemp("serve")
     (root / "repo").symlink_to(repo, target_is_directory=True)
-    parity.load_or_build(TRAINERS, checkpoints, root / "golden.npz", replay=False)
+    golden.load_or_build(TRAINERS, checkpoints, root / "golden.npz", replay=False)
     return root
 
 

@@ -16,11 +16,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from export.repository import EDGE_FORMATS
-from train.config import FORMATS, TRAINERS, variant_name
+from contract.formats import EDGE_FORMATS, FORMAT_NAMES
+from contract.names import TRAINERS, variant_name
 
 # What the server holds: the model repository, not the edge formats beside it.
-VARIANTS = [variant_name(t, f) for t in TRAINERS for f in FORMATS if f not in EDGE_FORMATS]
+VARIANTS = [variant_name(t, f) for t in TRAINERS for f in FORMAT_NAMES if f not in EDGE_FORMATS]
 
 
 def subset(repo: Path, dest: Path, names: list[str]) -> Path:

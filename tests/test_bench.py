@@ -12,8 +12,8 @@ import pytest
 
 from benchmarks import __main__ as bench_main
 from benchmarks import export_time, peers, report, serving
+from contract import datasets
 from export import matrix
-from train import data
 from train.__main__ import run
 from train.config import TrainConfig
 
@@ -33,7 +33,7 @@ def tiny(tmp_path_factory):
     """A torch checkpoint (6 steps) and its ONNX variant: the least the bench runs on."""
     root = tmp_path_factory.mktemp("bench")
     cfg = TrainConfig(out=root / "checkpoints", epochs=1, max_steps=6, quiet=True)
-    run(cfg, "torch", data.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed))
+    run(cfg, "torch", datasets.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed))
     matrix.export_all(["torch"], ["onnx"], root / "checkpoints", root / "repository")
     return root
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train import data
+from contract import datasets
 from train.__main__ import main
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (10, 30, 230)}
@@ -24,14 +24,17 @@ def write_rgb_folder(root, per_class: int = 6, size: int = 20):
 
 
 def test_digits_contract():
-    d = data.load_digits()
+    d = datasets.load_digits()
     assert d.images.dtype == np.float32 and d.images.shape[1:] == (8, 8, 1)
     assert d.images.min() == 0 and d.images.max() == 255  # 0..16 scaled by 255/16
     assert d.class_names == [str(i) for i in range(10)]
 
 
 def test_split_is_fixed_stratified_and_disjoint():
-    a, b = data.split(data.load_digits(), seed=0), data.split(data.load_digits(), seed=0)
+    a, b = (
+        datasets.split(datasets.load_digits(), seed=0),
+        datasets.split(datasets.load_digits(), seed=0),
+    )
     np.testing.assert_array_equal(a.test.labels, b.test.labels)
     sizes = [len(s.labels) for s in (a.train, a.val, a.test)]
     assert sum(sizes) == 1797 and sizes[2] == 360
@@ -40,15 +43,15 @@ def test_split_is_fixed_stratified_and_disjoint():
 
 @pytest.mark.parametrize("channels", [1, 3], ids=["1ch", "3ch"])
 def test_synthetic_any_size(channels):
-    d = data.make_synthetic(50, 12, channels, 4, seed=1)
+    d = datasets.make_synthetic(50, 12, channels, 4, seed=1)
     assert d.images.shape == (50, 12, 12, channels) and d.images.dtype == np.float32
     assert d.images.min() >= 0 and d.images.max() <= 255
-    np.testing.assert_array_equal(d.images, data.make_synthetic(50, 12, channels, 4, 1).images)
+    np.testing.assert_array_equal(d.images, datasets.make_synthetic(50, 12, channels, 4, 1).images)
 
 
 def test_folder_rgb(tmp_path):
     root = write_rgb_folder(tmp_path / "colours")
-    d = data.load_folder(root, image_size=8, channels=3)
+    d = datasets.load_folder(root, image_size=8, channels=3)
     assert d.class_names == sorted(COLOURS)
     assert d.images.shape == (18, 8, 8, 3) and d.images.dtype == np.float32
     for label, name in enumerate(d.class_names):
@@ -57,7 +60,7 @@ def test_folder_rgb(tmp_path):
 
 
 def test_folder_grey_from_rgb(tmp_path):
-    d = data.load_folder(write_rgb_folder(tmp_path / "c"), image_size=8, channels=1)
+    d = datasets.load_folder(write_rgb_folder(tmp_path / "c"), image_size=8, channels=1)
     assert d.images.shape == (18, 8, 8, 1)
 
 
@@ -65,14 +68,14 @@ def test_corrupt_image_names_the_file(tmp_path):
     root = write_rgb_folder(tmp_path / "c")
     bad = root / "red" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    with pytest.raises(data.DataError, match=r"broken\.png"):
-        data.load_folder(root, 8, 3)
+    with pytest.raises(datasets.DataError, match=r"broken\.png"):
+        datasets.load_folder(root, 8, 3)
 
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(data.DataError, match="at least 2"):
-        data.load_folder(tmp_path / "empty", 8, 3)
+    with pytest.raises(datasets.DataError, match="at least 2"):
+        datasets.load_folder(tmp_path / "empty", 8, 3)
 
 
 def test_one_class_folder(tmp_path):
@@ -80,13 +83,13 @@ def test_one_class_folder(tmp_path):
     for name in ("green", "blue"):
         for f in (root / name).iterdir():
             f.unlink()
-    with pytest.raises(data.DataError, match="has 1 class"):
-        data.load_folder(root, 8, 3)
+    with pytest.raises(datasets.DataError, match="has 1 class"):
+        datasets.load_folder(root, 8, 3)
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(data.DataError, match="does not exist"):
-        data.load_folder(tmp_path / "nope", 8, 3)
+    with pytest.raises(datasets.DataError, match="does not exist"):
+        datasets.load_folder(tmp_path / "nope", 8, 3)
 
 
 def test_cli_bad_folder_is_a_clear_error(tmp_path, capsys):

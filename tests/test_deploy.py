@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from serve_live import free_port
 
+from contract.formats import FORMATS
+from contract.names import TRAINERS, variant_name
 from deploy import (
     HEADROOM,
     KSERVE_MODEL_DIR,
@@ -30,9 +32,8 @@ from deploy import (
     capacity,
     manifests,
 )
-from export import repository, triton_config
+from export import repository
 from serve.server import ServeConfig
-from train.config import TRAINERS, variant_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "docker" / "serve.Dockerfile"
@@ -196,7 +197,7 @@ def test_triton_loads_the_variants_its_backends_serve():
     assert "--model-control-mode=explicit" in model["args"]
     assert loaded == [variant_name(t, f) for t in TRAINERS for f in TRITON_FORMATS]
     for fmt in TRITON_FORMATS:  # each has a config.pbtxt naming a platform Triton builds in
-        assert fmt in triton_config.PLATFORM and fmt not in repository.EDGE_FORMATS
+        assert FORMATS[fmt].triton_platform and not FORMATS[fmt].edge
 
 
 # --- the capacity plan ---

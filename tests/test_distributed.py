@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train import checkpoint, cluster, data
+from contract import checkpoint, datasets
+from train import cluster
 from train.__main__ import run
 from train.cluster import WORKER_DIR_PREFIX
 from train.config import TrainConfig
@@ -90,7 +91,7 @@ def runs(request, tmp_path_factory) -> dict:
     distributed job stopped after epoch 1, then resumed."""
     trainer = request.param
     root = tmp_path_factory.mktemp(f"dist-{trainer}")
-    splits = data.load("digits", 8, 1, SETTINGS["seed"])
+    splits = datasets.load("digits", 8, 1, SETTINGS["seed"])
     run(TrainConfig(out=root / "single", quiet=True, **settings(trainer)), trainer, splits)
     straight = launch(trainer, root / "straight")
     launch(trainer, root / "split", "--stop-after=1")

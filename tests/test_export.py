@@ -15,19 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import checkpoint
+from contract.formats import FORMAT_NAMES, FORMATS
+from contract.names import TRAINERS, variant_name
 from export import repository, triton_config
 from export.onnx_file import MAX_IR_VERSION
-from export.repository import ARTIFACT_FILE, MANIFEST_FILE
+from export.repository import MANIFEST_FILE
 from harness.verdict import FAIL, PROFILES, judge
-from train import checkpoint
-from train.config import FORMATS, PRECISION, TRAINERS, variant_name
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 BATCHES = (1, 2, 7, 64)
 DATASETS = ("digits", "rgb")
-VARIANTS = [(d, t, f) for d in DATASETS for t in TRAINERS for f in FORMATS]
+VARIANTS = [(d, t, f) for d in DATASETS for t in TRAINERS for f in FORMAT_NAMES]
 ONNX_FORMATS = ("onnx", "onnx-tf")
 
 
@@ -164,9 +165,9 @@ def test_runtime_matches_eager(repos, dataset, trainer, fmt):
     name = variant_name(trainer, fmt)
     images, labels, want = reference(ckpt_root, trainer)
     got = RUNTIMES[fmt](
-        folder(repo, trainer, fmt) / ARTIFACT_FILE[fmt], [images[:n] for n in BATCHES]
+        folder(repo, trainer, fmt) / FORMATS[fmt].artifact, [images[:n] for n in BATCHES]
     )
-    check_close(name, PRECISION[fmt], got, want, labels)
+    check_close(name, FORMATS[fmt].precision, got, want, labels)
 
 
 @pytest.mark.parametrize(("dataset", "trainer", "fmt"), VARIANTS, ids=ids(VARIANTS))
@@ -177,7 +178,7 @@ def test_manifest(repos, dataset, trainer, fmt):
     ckpt = checkpoint.find(trainer, ckpt_root)
     spec = ckpt.spec
     assert (manifest["name"], manifest["trainer"], manifest["format"]) == (name, trainer, fmt)
-    assert manifest["precision"] == PRECISION[fmt]
+    assert manifest["precision"] == FORMATS[fmt].precision
     side = spec.image_size
     assert manifest["input"] == {
         "name": "images",
@@ -198,14 +199,17 @@ def test_manifest(repos, dataset, trainer, fmt):
     files = manifest["files"]
     assert repository.LABELS_FILE in files
     assert (repository.CONFIG_FILE in files) == (fmt in TRITON_RUNTIME)
-    assert any(f == ARTIFACT_FILE[fmt] or f.startswith(ARTIFACT_FILE[fmt] + "/") for f in files)
+    assert any(
+        f == FORMATS[fmt].artifact or f.startswith(FORMATS[fmt].artifact + "/") for f in files
+    )
     assert datetime.fromisoformat(manifest["created"]).utcoffset().total_seconds() == 0
 
 
 # Triton's runtime for each format: `platform` (built in) or `backend` (TFLite's).
 TRITON_RUNTIME = {
-    **{f: ("platform", p) for f, p in triton_config.PLATFORM.items()},
-    **{f: ("backend", b) for f, b in triton_config.BACKEND.items()},
+    name: ("platform", f.triton_platform) if f.triton_platform else ("backend", f.triton_backend)
+    for name, f in FORMATS.items()
+    if not f.edge
 }
 TRITON = [v for v in VARIANTS if v[2] in TRITON_RUNTIME]
 
@@ -213,11 +217,11 @@ TRITON = [v for v in VARIANTS if v[2] in TRITON_RUNTIME]
 def tensor_names(folder: Path, manifest: dict) -> dict[str, str]:
     """The names the runtime knows the tensors by: the contract's, except inside a .tflite
     file, where Triton's TFLite backend looks them up by the converter's names."""
-    if manifest["format"] not in triton_config.BACKEND:
+    if FORMATS[manifest["format"]].triton_platform:
         return {side: manifest[side]["name"] for side in ("input", "output")}
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(folder / ARTIFACT_FILE[manifest["format"]]))
+    interpreter = Interpreter(model_path=str(folder / FORMATS[manifest["format"]].artifact))
     (images,), (logits,) = interpreter.get_input_details(), interpreter.get_output_details()
     return {"input": images["name"], "output": logits["name"]}
 
@@ -264,7 +268,7 @@ def test_onnx_passes_checker_with_browser_ir_version(repos, dataset, trainer, fm
     import onnx
 
     variant = folder(repos[dataset][1], trainer, fmt)
-    model = onnx.load(str(variant / ARTIFACT_FILE[fmt]))
+    model = onnx.load(str(variant / FORMATS[fmt].artifact))
     onnx.checker.check_model(model, full_check=True)
     assert model.ir_version <= MAX_IR_VERSION
     opsets = {o.domain: o.version for o in model.opset_import}

@@ -12,15 +12,16 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 import harness
+from contract import checkpoint
+from contract.formats import EDGE_FORMATS, FORMAT_NAMES, FORMATS
+from contract.names import TRAINERS, variant_name
 from export import matrix, repository, tf_formats, torch_formats
 from export.__main__ import main
 from export.source import Source
-from train import checkpoint
-from train.config import FORMATS, TRAINERS, variant_name
 
 pytestmark = pytest.mark.slow
 
-TFLITE = [f for f in FORMATS if f.startswith("tflite")]
+TFLITE = [name for name, f in FORMATS.items() if f.runner == "litert"]
 
 
 def test_edge_formats_live_beside_the_repository(digits_repo):
@@ -28,9 +29,9 @@ def test_edge_formats_live_beside_the_repository(digits_repo):
     edge = repository.edge_beside(repo)
     in_repo = {p.name for p in repository.variants(repo).values()}
     at_edge = set(repository.variants(edge))
-    assert at_edge == {variant_name(t, f) for t in TRAINERS for f in repository.EDGE_FORMATS}
+    assert at_edge == {variant_name(t, f) for t in TRAINERS for f in EDGE_FORMATS}
     assert not in_repo & at_edge
-    assert len(in_repo) == len(TRAINERS) * (len(FORMATS) - len(repository.EDGE_FORMATS))
+    assert len(in_repo) == len(TRAINERS) * (len(FORMAT_NAMES) - len(EDGE_FORMATS))
     for name in at_edge:  # same layout and manifest, no config.pbtxt: no Triton backend
         manifest = repository.verify(edge / name)
         assert not (edge / name / repository.CONFIG_FILE).exists()

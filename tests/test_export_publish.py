@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from contract.formats import FORMAT_NAMES
+from contract.names import TRAINERS, variant_name
 from export import repository
 from export.__main__ import main
-from train.config import FORMATS, TRAINERS, variant_name
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +156,9 @@ def test_missing_checkpoint_is_one_line_naming_make_train(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("flag", "valid"), [("--formats", FORMATS), ("--trainers", TRAINERS)], ids=["format", "trainer"]
+    ("flag", "valid"),
+    [("--formats", FORMAT_NAMES), ("--trainers", TRAINERS)],
+    ids=["format", "trainer"],
 )
 def test_unknown_name_lists_valid_ones(flag, valid):
     result = run_cli(flag, "nonesuch")

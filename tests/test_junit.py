@@ -105,8 +105,8 @@ def broken_repo(tmp_path_factory) -> tuple[Path, Path]:
     """(checkpoints, repository): torch trained on 400 synthetic RGB images (120 held out:
     too few to judge int8, an inconclusive row), its torchscript (passes), its int8 and an
     ONNX export with one conv kernel 5% off (fails)."""
+    from contract import datasets
     from export.matrix import export_all
-    from train import data
     from train.__main__ import run
     from train.config import TrainConfig
 
@@ -114,7 +114,9 @@ def broken_repo(tmp_path_factory) -> tuple[Path, Path]:
     # conftest's rgb_checkpoints settings, for torch alone
     settings = dict(data="synthetic", image_size=16, channels=3, synthetic_samples=400)
     cfg = TrainConfig(out=root / "checkpoints", epochs=6, quiet=True, **settings)
-    splits = data.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed, n=cfg.synthetic_samples)
+    splits = datasets.load(
+        cfg.data, cfg.image_size, cfg.channels, cfg.seed, n=cfg.synthetic_samples
+    )
     run(cfg, "torch", splits)
     export_all(["torch"], ["torchscript", "onnx", "tflite-int8"], cfg.out, root / "exported")
     repo = root / "repo"

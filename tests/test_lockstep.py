@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from train import data, lockstep
+from contract import datasets
+from contract.names import TRAINERS
+from train import lockstep
 from train.__main__ import run
-from train.config import TRAINERS, TrainConfig
+from train.config import TrainConfig
 
 STEP0_BOUND = 1e-5
 # Max abs logit difference between any two trainers on the test split after one epoch
@@ -69,7 +71,7 @@ def test_quick_writes_report(tmp_path):
 
 def quick(out, trainer: str, **kw) -> dict:
     cfg = TrainConfig(out=out, **{"epochs": 1, "max_steps": 1, "quiet": True, **kw})
-    return run(cfg, trainer, data.load("digits", 8, 1, cfg.seed))
+    return run(cfg, trainer, datasets.load("digits", 8, 1, cfg.seed))
 
 
 @pytest.mark.parametrize("init", ["torch", "keras"])
@@ -100,14 +102,15 @@ def test_flat_weights_same_from_either_framework():
     """The canonical (torch) layout used for the hash and the weight differences."""
     import torch
 
-    from train import initial, keras_model, torch_model, transfer
-    from train.config import CNNSpec
+    from contract import keras_cnn, torch_cnn, transfer
+    from contract.spec import CNNSpec
+    from train import initial
 
     spec = CNNSpec.for_data(16, 3, 5)
-    net = torch_model.build(spec, seed=3)
+    net = torch_cnn.build(spec, seed=3)
     with torch.no_grad():
         net.norms()[0].running_var.uniform_(0.5, 2.0)  # statistics are in the hash too
-    model = keras_model.build(spec)
+    model = keras_cnn.build(spec)
     transfer.torch_to_keras(net, model)
     theirs = initial.keras_flat_weights(model, spec)
     np.testing.assert_array_equal(initial.flat_weights(net), theirs)
@@ -129,7 +132,7 @@ def test_two_epochs_onnx_variants_agree(tmp_path):
         run(
             TrainConfig(out=checkpoints, epochs=2, dropout=0.0, quiet=True),
             trainer,
-            data.load("digits", 8, 1, 0),
+            datasets.load("digits", 8, 1, 0),
         )
     export_all(["torch", "keras-tape"], ["onnx"], checkpoints, repo)
     images = (load_digits().images * (255 / 16)).astype(np.float32)[..., None]  # NHWC

@@ -11,10 +11,11 @@ import pytest
 from onnx import numpy_helper
 
 import harness
+from contract.formats import FORMAT_NAMES
+from contract.names import TRAINERS
 from export.repository import MANIFEST_FILE
 from harness import parity
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES
-from train.config import FORMATS, TRAINERS
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def digits_result(digits_repo, tmp_path_factory):
 def test_every_variant_passes(digits_result):
     result, reports = digits_result
     rows = {v["name"]: v for v in result["variants"]}
-    expected = {f"{t}.{f}" for t in TRAINERS for f in FORMATS}
+    expected = {f"{t}.{f}" for t in TRAINERS for f in FORMAT_NAMES}
     assert expected <= set(rows), f"missing variants: {expected - set(rows)}"
     # The `make train` models are confident and the held-out set (val + test, 540 images) is
     # large enough for a verdict, so every row passes, quantized ones included.
@@ -127,7 +128,9 @@ def test_rgb_variants_never_fail(rgb_repo, tmp_path):
     assert parity.main([*args, "--reports", str(tmp_path / "r")]) == 0
     result = json.loads((tmp_path / "r" / "parity.json").read_text())
     rows = {v["name"]: v for v in result["variants"]}
-    assert len([v for v in rows.values() if v["format"] in FORMATS]) == len(TRAINERS) * len(FORMATS)
+    assert len([v for v in rows.values() if v["format"] in FORMAT_NAMES]) == len(TRAINERS) * len(
+        FORMAT_NAMES
+    )
     for name, v in rows.items():
         if v["profile"] in ("fp16", "int8"):
             assert v["verdict"] == INCONCLUSIVE and v["labelled_images"] == 120, (name, v)

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract import checkpoint, datasets
+from contract.names import TRAINERS
 from export import matrix
 from export.source import Source
 from harness import parity
 from harness.verdict import FAIL, INCONCLUSIVE, PASS
-from train import checkpoint, data
 from train.__main__ import run
-from train.config import TRAINERS, TrainConfig
+from train.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +129,7 @@ def test_small_folder_gives_no_false_failure(tmp_path):
     folder = write_folder(tmp_path / "images")
     cfg = TrainConfig(data=str(folder), image_size=16, channels=3, epochs=4, out=tmp_path / "ck")
     cfg.quiet = True
-    splits = data.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed)
+    splits = datasets.load(cfg.data, cfg.image_size, cfg.channels, cfg.seed)
     for t in TRAINERS:
         run(TrainConfig(**vars(cfg)), t, splits)
     repo = tmp_path / "repo"

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from serve_live import VARIANTS, Live, subset
 
 import harness
+from contract.datasets import load_digits
 from serve import images
-from train.data import load_digits
 
 pytestmark = pytest.mark.slow  # trains and exports a repository, starts servers
 BATCH = 7

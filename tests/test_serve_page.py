@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from serve_live import Live, subset
 
+from contract.datasets import load_digits
 from harness.browser import CHROMIUM, FLAGS  # the one headless-Chromium recipe
-from train.data import load_digits
 
 NAMES = ["torch.onnx", "torch.tflite", "torch.tflite-int8"]
 

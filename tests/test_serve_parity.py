@@ -10,8 +10,8 @@ import tritonclient.http as triton
 from serve_live import Live, subset
 from test_parity import perturbed_copy
 
-from harness import parity
-from train.config import TRAINERS
+from contract.names import TRAINERS
+from harness import golden
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +20,9 @@ def test_replay_verdicts(rgb_repo, tmp_path):
     checkpoints, source = rgb_repo
     repo = subset(source, tmp_path / "repo", ["torch.tflite", "torch.tflite-int8"])
     perturbed_copy(source, "torch.onnx", repo)  # correctly signed, one kernel 5% off
-    golden = tmp_path / "golden.npz"
-    parity.load_or_build(list(TRAINERS), checkpoints, golden, replay=False)
-    server = Live(repo, "--golden", str(golden), log=tmp_path / "server.log")
+    saved = tmp_path / "golden.npz"
+    golden.load_or_build(list(TRAINERS), checkpoints, saved, replay=False)
+    server = Live(repo, "--golden", str(saved), log=tmp_path / "server.log")
     try:
         server.wait("/v2/health/live")
         status, body = wait_loaded(server)
@@ -61,9 +61,9 @@ def wait_loaded(server: Live) -> tuple[int, dict]:
 def test_inconclusive_variants_are_named_by_server_readiness(rgb_repo, tmp_path):
     checkpoints, source = rgb_repo
     repo = subset(source, tmp_path / "repo", ["torch.tflite", "torch.tflite-int8"])
-    golden = tmp_path / "golden.npz"
-    parity.load_or_build(list(TRAINERS), checkpoints, golden, replay=False)
-    with Live(repo, "--golden", str(golden), log=tmp_path / "server.log") as server:
+    saved = tmp_path / "golden.npz"
+    golden.load_or_build(list(TRAINERS), checkpoints, saved, replay=False)
+    with Live(repo, "--golden", str(saved), log=tmp_path / "server.log") as server:
         status, body = server.get("/v2/health/ready")
         assert status == 200 and body["ready"] is True, body
         assert list(body["parity_inconclusive"]) == ["torch.tflite-int8"], body

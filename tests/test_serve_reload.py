@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from serve_live import subset
 
-from export.repository import EDGE_FORMATS
+from contract.formats import EDGE_FORMATS, FORMAT_NAMES
+from contract.names import variant_name
 from serve.server import ServeConfig, create_app
-from train.config import FORMATS, variant_name
 
 pytestmark = pytest.mark.slow
-NAMES = [variant_name("torch", f) for f in FORMATS if f not in EDGE_FORMATS]  # served ones
+NAMES = [variant_name("torch", f) for f in FORMAT_NAMES if f not in EDGE_FORMATS]  # served ones
 CLIENTS = 16
 CYCLES = 3
 

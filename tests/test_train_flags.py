@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train import checkpoint, data
+from contract import checkpoint, datasets
+from contract.names import TRAINERS
 from train.__main__ import run
-from train.config import TRAINERS, TrainConfig
+from train.config import TrainConfig
 
 pytestmark = pytest.mark.slow  # trains 13 models, exports one; torch.compile compiles
 
@@ -41,7 +42,7 @@ class Seen:
 def train(out, trainer: str, on_step=None, **flags) -> tuple[dict, np.ndarray]:
     """(metrics, test logits of the checkpoint rebuilt in float32, as export rebuilds it)."""
     cfg = TrainConfig(out=out, **{**RUN, **flags})
-    splits = data.load("digits", 8, 1, cfg.seed)
+    splits = datasets.load("digits", 8, 1, cfg.seed)
     metrics = run(cfg, trainer, splits, on_step=on_step)
     ckpt = checkpoint.find(trainer, out)
     if ckpt.framework == "torch":
@@ -76,13 +77,13 @@ def within_tolerance(flag: str, plain: tuple, flagged: tuple) -> None:
 def keras_dtypes(model) -> dict:
     import keras
 
-    from train import keras_model
+    from contract import keras_cnn
 
     images = np.zeros((2, *model.input_shape[1:]), np.float32)
     return {
-        "conv": keras_model.convs(model)[0].compute_dtype,
-        "conv_weights": keras_model.convs(model)[0].kernel.dtype,
-        "logits_layer": keras_model.denses(model)[-1].compute_dtype,
+        "conv": keras_cnn.convs(model)[0].compute_dtype,
+        "conv_weights": keras_cnn.convs(model)[0].kernel.dtype,
+        "logits_layer": keras_cnn.denses(model)[-1].compute_dtype,
         "logits": keras.backend.standardize_dtype(model(images, training=False).dtype),
     }
 

@@ -7,14 +7,15 @@ import json
 import pytest
 from conftest import QUICK
 
-from train import data
+from contract import datasets
+from contract.names import TRAINERS
 from train.__main__ import run
-from train.config import TRAINERS, TrainConfig
+from train.config import TrainConfig
 
 
 def quick(out, trainer, **kw) -> dict:
     cfg = TrainConfig(out=out, **{**QUICK, **kw})
-    splits = data.load("digits", 8, 1, cfg.seed)
+    splits = datasets.load("digits", 8, 1, cfg.seed)
     return run(cfg, trainer, splits)
 
 
@@ -60,7 +61,7 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
 def test_checkpoint_rebuilds_its_own_split(rgb_checkpoints):
     """Export calibration and parity's golden set use the exact data a model was trained on,
     synthetic settings included (400 images here, not the default 2000)."""
-    from train import checkpoint
+    from contract import checkpoint
 
     out, _ = rgb_checkpoints
     splits = checkpoint.find("torch", out).splits()

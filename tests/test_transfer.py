@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 import torch
 
-from train import data, keras_model, torch_model, transfer
-from train.config import CNNSpec
+from contract import datasets, keras_cnn, torch_cnn, transfer
+from contract.spec import CNNSpec
 
 TOLERANCE = 1e-5
 STEPS = 8
@@ -21,12 +21,12 @@ def spec_for(channels: int) -> CNNSpec:
 
 
 def batch(spec: CNNSpec, n: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    d = data.make_synthetic(n, spec.image_size, spec.channels, spec.num_classes, seed)
+    d = datasets.make_synthetic(n, spec.image_size, spec.channels, spec.num_classes, seed)
     return d.images, d.labels
 
 
-def trained_torch(spec: CNNSpec) -> torch_model.CNN:
-    net = torch_model.build(spec, seed=1)
+def trained_torch(spec: CNNSpec) -> torch_cnn.CNN:
+    net = torch_cnn.build(spec, seed=1)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     net.train()
     for step in range(STEPS):
@@ -41,7 +41,7 @@ def trained_torch(spec: CNNSpec) -> torch_model.CNN:
 
 
 def trained_keras(spec: CNNSpec) -> keras.Model:
-    model = keras_model.build(spec, seed=1)
+    model = keras_cnn.build(spec, seed=1)
     opt = keras.optimizers.Adam(3e-3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     for step in range(STEPS):
@@ -53,7 +53,7 @@ def trained_keras(spec: CNNSpec) -> keras.Model:
     return model
 
 
-def logits_pair(net: torch_model.CNN, model: keras.Model, spec: CNNSpec):
+def logits_pair(net: torch_cnn.CNN, model: keras.Model, spec: CNNSpec):
     images, _ = batch(spec, n=64, seed=99)
     with torch.no_grad():
         torch_logits = net(torch.from_numpy(images)).numpy()
@@ -65,7 +65,7 @@ def test_torch_to_keras_exact(channels):
     spec = spec_for(channels)
     net = trained_torch(spec)
     assert not torch.allclose(net.norms()[0].running_var, torch.ones(1)), "BN stats still at init"
-    model = keras_model.build(spec, seed=2)
+    model = keras_cnn.build(spec, seed=2)
     transfer.torch_to_keras(net, model)
     torch_logits, keras_logits = logits_pair(net, model, spec)
     diff = np.abs(torch_logits - keras_logits).max()
@@ -77,8 +77,8 @@ def test_torch_to_keras_exact(channels):
 def test_keras_to_torch_exact(channels):
     spec = spec_for(channels)
     model = trained_keras(spec)
-    assert not np.allclose(keras_model.norms(model)[0].moving_variance.numpy(), 1.0)
-    net = torch_model.build(spec, seed=2).eval()
+    assert not np.allclose(keras_cnn.norms(model)[0].moving_variance.numpy(), 1.0)
+    net = torch_cnn.build(spec, seed=2).eval()
     transfer.keras_to_torch(model, net)
     torch_logits, keras_logits = logits_pair(net, model, spec)
     diff = np.abs(torch_logits - keras_logits).max()
@@ -89,9 +89,9 @@ def test_flatten_permutation_is_needed():
     """Without the NCHW->NHWC flatten reorder the logits differ: the test above can fail."""
     spec = spec_for(3)
     net = trained_torch(spec)
-    model = keras_model.build(spec, seed=2)
+    model = keras_cnn.build(spec, seed=2)
     transfer.torch_to_keras(net, model)
-    dense = keras_model.denses(model)[0]
+    dense = keras_cnn.denses(model)[0]
     w = net.denses()[0].weight.detach().numpy()
     dense.set_weights([w.T, net.denses()[0].bias.detach().numpy()])  # naive: no reorder
     torch_logits, keras_logits = logits_pair(net, model, spec)
@@ -100,8 +100,8 @@ def test_flatten_permutation_is_needed():
 
 def test_momentum_and_eps_mapped():
     spec = spec_for(1)
-    bn = keras_model.norms(keras_model.build(spec))[0]
+    bn = keras_cnn.norms(keras_cnn.build(spec))[0]
     assert bn.momentum == pytest.approx(1 - spec.bn_momentum)
     assert bn.epsilon == spec.bn_eps
-    tbn = torch_model.build(spec).norms()[0]
+    tbn = torch_cnn.build(spec).norms()[0]
     assert (tbn.momentum, tbn.eps) == (spec.bn_momentum, spec.bn_eps)

@@ -16,13 +16,14 @@ import pytest
 from PIL import Image
 
 import harness
+from contract.datasets import load_digits
+from contract.formats import FORMATS
+from contract.names import TRAINERS
 from harness import browser
 from serve import images
-from train.config import TRAINERS
-from train.data import load_digits
 from web import site as web_site
 
-NAMES = sorted(f"{t}.{f}" for t in TRAINERS for f in browser.RUNTIME)
+NAMES = sorted(f"{t}.{name}" for t in TRAINERS for name, f in FORMATS.items() if f.browser)
 ROWS = f"document.querySelectorAll('#results tbody tr').length === {len(NAMES)}"
 
 pytestmark = [
@@ -71,7 +72,7 @@ def check_against_python(page, repo) -> None:
     assert sorted(table) == NAMES
     for name, (_, runtime, label, probability, ms) in table.items():
         best = harness.load(repo / name).classify(seen, k=1)[0][0]
-        assert runtime == browser.RUNTIME[name.split(".", 1)[1]]
+        assert runtime == FORMATS[name.split(".", 1)[1]].browser
         assert label == best["label"], (name, label, best)
         assert abs(float(probability.rstrip("%")) - 100 * best["probability"]) <= 0.15, name
         assert float(ms) > 0

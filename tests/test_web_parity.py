@@ -8,6 +8,7 @@ import json
 
 from test_web import NAMES, pytestmark  # noqa: F401 (same skip rule)
 
+from contract.formats import FORMATS
 from harness import browser, browser_parity, parity
 from harness.verdict import PASS, PROFILES
 
@@ -18,7 +19,7 @@ def test_browser_parity_rows(digits_repo, digits_site, tmp_path):
     assert parity.main([*args, "--site", str(digits_site[0]), "--reports", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "parity.json").read_text())
     rows = {v["name"]: v for v in result["variants"] if v["runtime"]}
-    expected = {browser.row_name(n, browser.RUNTIME[n.split(".", 1)[1]]) for n in NAMES}
+    expected = {browser.row_name(n, FORMATS[n.split(".", 1)[1]].browser) for n in NAMES}
     assert set(rows) == expected
     for name, v in rows.items():
         assert v["verdict"] == PASS, (name, v["reason"])

@@ -1,15 +1,11 @@
-"""Training: the one CNN (spec, PyTorch and Keras builds, weight transfer), data, trainers."""
+"""Training: the three trainers' loops, the order of their data, distribution and lockstep.
+The CNN they train (spec, builds, transfer) and the data it is trained on: `contract`."""
 
-import importlib.util
 import os
 
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) drowns the training log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# The GPU install (docs/training.md, "Keras on the GPU") has torch's triton beside TensorFlow, whose
-# wheels (>= 2.20) load their LLVM into the global symbol table: a later `import triton`
-# (torch does it on its first optimiser) then crashes with SIGSEGV. Loaded first, triton
-# keeps its own LLVM and TensorFlow then loads fine. Every module of the project imports
-# `train` before either framework.
-if importlib.util.find_spec("triton") and importlib.util.find_spec("tensorflow"):
-    import triton  # noqa: F401
+# Before either framework: the bottom package loads triton first where both are installed
+# (contract/__init__.py says why).
+import contract  # noqa: F401

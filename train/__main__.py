@@ -16,8 +16,11 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from train import cluster, data, record
-from train.config import INIT_SOURCES, TRAINERS, CNNSpec, TrainConfig
+from contract import datasets
+from contract.names import TRAINERS
+from contract.spec import CNNSpec
+from train import cluster, record
+from train.config import INIT_SOURCES, TrainConfig
 
 HELP = {
     "trainer": "which trainer to run, or all",
@@ -107,7 +110,7 @@ REFUSED = {
 
 
 def run(
-    cfg: TrainConfig, trainer: str, splits: data.Splits, on_step: Callable | None = None
+    cfg: TrainConfig, trainer: str, splits: datasets.Splits, on_step: Callable | None = None
 ) -> dict:
     """Train one trainer; an unknown name is an error, never a silent default."""
     if trainer not in TRAINER_MODULES:
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"every trainer has a finished run in {cfg.out}; nothing to train")
             return 0
     try:
-        splits = data.load(
+        splits = datasets.load(
             cfg.data,
             cfg.image_size,
             cfg.channels,
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             n=cfg.synthetic_samples,
             num_classes=cfg.synthetic_classes,
         )
-    except data.DataError as e:
+    except datasets.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     summary = []

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.config import TRAINER_FRAMEWORK, TrainConfig
+from contract.names import TRAINER_FRAMEWORK
+from train.config import TrainConfig
 
 # keras-team/keras#20585: model.fit under MultiWorkerMirroredStrategy fails with
 # "Attempt to convert a value (PerReplica...) to a Tensor" (Keras 3.15, TF 2.21).

@@ -1,117 +1,19 @@
-"""Every fact the pipeline shares, defined once: the CNN spec, training settings, names, paths.
-
-Both frameworks build the CNN from `CNNSpec`; all three trainers read `TrainConfig`.
+"""Training settings shared by all three trainers: `TrainConfig`, and who draws the
+initial weights. What every stage shares (names, paths, formats, the CNN's spec) is in
+`contract`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-# Each trainer and the framework it trains in, which decides its weights file.
-TRAINER_FRAMEWORK = {"torch": "torch", "keras-fit": "keras", "keras-tape": "keras"}
-TRAINERS = tuple(TRAINER_FRAMEWORK)
-WEIGHTS_FILE = {"torch": "model.pt", "keras": "model.keras"}
-LABELS_FILE = "labels.txt"  # one class name per line, in a checkpoint and in a variant
-INPUT_NAME = "images"  # float32 [N, H, W, C], raw pixels 0..255
-OUTPUT_NAME = "logits"  # float32 [N, num_classes]
-PIXEL_MAX = 255.0
+from contract.paths import CHECKPOINTS
+from contract.spec import CNNSpec
+
 # Who draws the initial weights: one framework for all three trainers (copied exactly into
-# the other by train/transfer.py), or "own": each framework its own default init.
+# the other by contract/transfer.py), or "own": each framework its own default init.
 INIT_SOURCES = ("torch", "keras", "own")
-
-# Deployment formats (the export matrix, docs/export.md) and the precision each one carries.
-FORMATS = (
-    "torchscript",
-    "pt2",
-    "onnx",
-    "onnx-tf",
-    "savedmodel",
-    "tflite",
-    "tflite-fp16",
-    "tflite-int8",
-    "pte",
-)
-PRECISION = {f: "fp32" for f in FORMATS} | {"tflite-fp16": "fp16", "tflite-int8": "int8"}
-
-ARTIFACTS = Path("artifacts")
-CHECKPOINTS = ARTIFACTS / "checkpoints"
-MODEL_REPOSITORY = ARTIFACTS / "model_repository"
-EDGE = ARTIFACTS / "edge"  # variants Triton cannot load (ExecuTorch), same layout
-WEB = ARTIFACTS / "web"  # the static in-browser site
-REPORTS = ARTIFACTS / "reports"
-
-
-def variant_name(trainer: str, fmt: str) -> str:
-    """`<trainer>.<format>`, e.g. `torch.tflite-int8`: folder, registry key and test id."""
-    return f"{trainer}.{fmt}"
-
-
-@dataclass(frozen=True)
-class CNNSpec:
-    """The one CNN: VGG-style stages of (conv3x3-BN-ReLU) x convs_per_stage + maxpool 2x2,
-    then flatten -> dropout -> dense(hidden)-ReLU -> dropout -> dense(num_classes).
-
-    mean/std are per channel on the 0..1 scale; the graph computes (x / 255 - mean) / std.
-    BN momentum is PyTorch's convention (weight of the new batch); Keras gets 1 - momentum.
-    """
-
-    image_size: int = 8
-    channels: int = 1
-    num_classes: int = 10
-    widths: tuple[int, ...] = (32, 64)
-    convs_per_stage: int = 2
-    hidden: int = 128
-    dropout: float = 0.25
-    bn_eps: float = 1e-3
-    bn_momentum: float = 0.1
-    mean: tuple[float, ...] = (0.5,)
-    std: tuple[float, ...] = (0.5,)
-
-    def __post_init__(self) -> None:
-        if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(
-                f"mean/std need one value per channel ({self.channels}); "
-                f"got mean={self.mean} std={self.std}"
-            )
-        side = self.image_size >> len(self.widths)
-        if side < 1 or self.image_size % (2 ** len(self.widths)):
-            raise ValueError(
-                f"image_size {self.image_size} must be divisible by 2**{len(self.widths)} "
-                f"(one 2x2 max-pool per stage of widths={self.widths})"
-            )
-
-    @property
-    def feature_side(self) -> int:
-        """Spatial side after the last pool: image_size / 2**stages."""
-        return self.image_size >> len(self.widths)
-
-    @property
-    def flat_features(self) -> int:
-        return self.widths[-1] * self.feature_side**2
-
-    @classmethod
-    def for_data(cls, image_size: int, channels: int, num_classes: int, **kw) -> CNNSpec:
-        return cls(
-            image_size=image_size,
-            channels=channels,
-            num_classes=num_classes,
-            mean=(0.5,) * channels,
-            std=(0.5,) * channels,
-            **kw,
-        )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CNNSpec:
-        d = dict(d)
-        for key in ("widths", "mean", "std"):
-            d[key] = tuple(d[key])
-        return cls(**d)
 
 
 @dataclass
@@ -150,11 +52,3 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out) / self.trainer
-
-
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON via a temp file + rename so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)

@@ -14,7 +14,7 @@ rules as the torch trainer's under torchrun (train/distributed.py):
   optimizer sums the replicas' gradients: the global batch's mean gradient, also when a
   batch splits unevenly. keras-fit: Keras averages the replicas' mean losses, which equals
   it for equal parts only (docs/distributed.md: measured for the last batch of an epoch).
-- BatchNorm uses the global batch's statistics (train/keras_match.py:TorchBatchNorm).
+- BatchNorm uses the global batch's statistics (contract/keras_batchnorm.py).
 - Only the chief writes (train/cluster.py:own_output).
 """
 
@@ -29,8 +29,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract import datasets
+from contract.spec import CNNSpec
 from train import cluster, data
-from train.config import CNNSpec, TrainConfig
+from train.config import TrainConfig
 
 # A worker that waits this long for the others in a collective gives up with an error
 # instead of hanging (python -m train.multiworker also stops every worker once one dies).
@@ -87,7 +89,7 @@ def build(
     strategy: tf.distribute.Strategy | None,
     build_fn: Callable,
     cfg: TrainConfig,
-    splits: data.Splits,
+    splits: datasets.Splits,
     spec: CNNSpec,
 ) -> tuple:
     """build_fn(cfg, splits, spec) -> (model, ...), in the strategy's scope with the

@@ -14,15 +14,17 @@ from pathlib import Path
 import keras
 from tqdm import tqdm
 
+from contract import datasets
+from contract.spec import CNNSpec
 from train import data, keras_distribute, record
-from train.config import CNNSpec, TrainConfig
+from train.config import TrainConfig
 from train.keras_tape import build, check_flags, evaluate, pick_device, reseed, save
 
 
 class EpochBatches(keras.utils.PyDataset):
     """The same shuffled batches as the loops (data.batches), one epoch at a time."""
 
-    def __init__(self, cfg: TrainConfig, split: data.Dataset) -> None:
+    def __init__(self, cfg: TrainConfig, split: datasets.Dataset) -> None:
         super().__init__()
         self.cfg, self.split = cfg, split
         self.set_epoch(0)
@@ -49,7 +51,7 @@ class EndEpoch(keras.callbacks.Callback):
         cfg: TrainConfig,
         history: list[dict],
         run_dir: Path,
-        split: data.Dataset,
+        split: datasets.Dataset,
         batches: EpochBatches,
         on_step: Callable,
     ) -> None:
@@ -79,7 +81,7 @@ class EndEpoch(keras.callbacks.Callback):
 
 
 def train(
-    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+    cfg: TrainConfig, splits: datasets.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)

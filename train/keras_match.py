@@ -1,5 +1,6 @@
 """Keras' Adam and BatchNormalization with PyTorch's arithmetic, so the three trainers take
-the same steps from the same weights.
+the same steps from the same weights. `TorchAdam` is here; `TorchBatchNorm` is a layer of
+the Keras build itself (contract/keras_batchnorm.py), so every reader of a .keras file has it.
 
 PyTorch is the reference; Keras adapts through its documented extension points
 (`Optimizer.update_step`, `Layer.call`). The differences found, each checked on a toy
@@ -18,15 +19,14 @@ problem before it was matched (docs/lockstep.md):
   batch's, all replicas together, as one device does (and as the torch trainer does under
   torchrun: train/distributed.py).
 
-Both are registered, so a saved .keras file loads wherever this module is imported
-(train.keras_model imports it).
+Both are registered (package "tandem"), so a saved .keras file loads wherever the Keras
+build is imported.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
-from keras import layers, ops
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="tandem")
@@ -48,48 +48,3 @@ class TorchAdam(keras.optimizers.Adam):
         # torch: denom = sqrt(v) / sqrt(bc2) + eps; param.addcdiv_(m, denom, -lr / bc1)
         denom = ops.sqrt(v) / ops.sqrt(bias_correction2) + self.epsilon
         self.assign_sub(variable, (lr / bias_correction1) * (m / denom))
-
-
-@keras.saving.register_keras_serializable(package="tandem")
-class TorchBatchNorm(layers.BatchNormalization):
-    """BatchNormalization whose moving variance follows torch's running_var: updated with
-    the unbiased batch variance. Training normalises with the biased one, as both do.
-    Under several tf.distribute replicas the statistics are the global batch's."""
-
-    def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm:
-            return super().call(inputs, training=training, mask=mask)
-        inputs = ops.cast(inputs, "float32")
-        mean, variance, n = self.batch_moments(inputs)
-        unbiased = variance * (n / (n - 1))
-        keep, new = self.momentum, 1.0 - self.momentum
-        self.moving_mean.assign(self.moving_mean * keep + mean * new)
-        self.moving_variance.assign(self.moving_variance * keep + unbiased * new)
-        outputs = ops.batch_normalization(
-            inputs,
-            mean,
-            variance,
-            axis=self.axis,
-            offset=self.beta,
-            scale=self.gamma,
-            epsilon=self.epsilon,
-        )
-        return ops.cast(outputs, self.compute_dtype)
-
-    def batch_moments(self, inputs):
-        """(mean, biased variance, values per channel) of the batch: Keras' own moments on one
-        replica; under several, of every replica's part together (each all-reduce passes
-        its gradient back all-reduced, so the gradients are the global batch's too)."""
-        n = ops.cast(ops.size(inputs) // inputs.shape[-1], inputs.dtype)
-        replicas = tf.distribute.get_replica_context()
-        if replicas is None or replicas.num_replicas_in_sync == 1:
-            mean, variance = self._moments(inputs, None)
-            return mean, variance, n
-
-        def total(x):
-            return replicas.all_reduce(tf.distribute.ReduceOp.SUM, x)
-
-        n = total(n)
-        mean = total(ops.sum(inputs, self._reduction_axes)) / n
-        variance = total(ops.sum(ops.square(inputs - mean), self._reduction_axes)) / n
-        return mean, variance, n

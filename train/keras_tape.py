@@ -14,14 +14,19 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from train import data, initial, keras_distribute, keras_model, record
-from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
+from contract import datasets, keras_cnn
+from contract.checkpoint import WEIGHTS_FILE
+from contract.files import atomic_path
+from contract.names import TRAINER_FRAMEWORK
+from contract.spec import CNNSpec
+from train import data, initial, keras_distribute, record
+from train.config import TrainConfig
 from train.keras_match import TorchAdam
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["keras-tape"]]
 
 
-# --bf16: bf16 compute with float32 weights; the logits layer stays float32 (keras_model).
+# --bf16: bf16 compute with float32 weights; the logits layer stays float32 (keras_cnn).
 POLICY = {False: "float32", True: "mixed_bfloat16"}
 
 
@@ -68,11 +73,11 @@ def determinism(on: bool) -> None:
 
 
 def build(
-    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec
+    cfg: TrainConfig, splits: datasets.Splits, spec: CNNSpec
 ) -> tuple[keras.Model, Path, list[dict]]:
     """Model + optimiser + loss, compiled so that model.save keeps the optimiser state."""
     determinism(not cfg.compile)
-    model = keras_model.build(spec, cfg.seed, POLICY[cfg.bf16])
+    model = keras_cnn.build(spec, cfg.seed, POLICY[cfg.bf16])
     init = initial.start_keras(model, spec, cfg.init, cfg.seed)  # torch's init, by default
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
@@ -93,7 +98,7 @@ def build(
 def resume(path: Path, cfg: TrainConfig) -> keras.Model:
     """The saved model with its optimiser state, compiled as this run asks."""
     model = keras.models.load_model(path)
-    policy = keras_model.convs(model)[0].dtype_policy.name
+    policy = keras_cnn.convs(model)[0].dtype_policy.name
     if policy != POLICY[cfg.bf16]:
         raise SystemExit(
             f"cannot resume {path.parent}: it was trained with the {policy} policy, this run "
@@ -105,7 +110,7 @@ def resume(path: Path, cfg: TrainConfig) -> keras.Model:
 
 
 def train(
-    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+    cfg: TrainConfig, splits: datasets.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
@@ -149,7 +154,7 @@ def train_epoch(
     cfg: TrainConfig,
     model: keras.Model,
     step_fn: Callable,
-    split: data.Dataset,
+    split: datasets.Dataset,
     epoch: int,
     on_step: Callable,
 ) -> tuple[float, float, int]:
@@ -178,7 +183,7 @@ def train_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tupl
     return loss, logits
 
 
-def evaluate(model: keras.Model, split: data.Dataset) -> tuple[float, float]:
+def evaluate(model: keras.Model, split: datasets.Dataset) -> tuple[float, float]:
     model = keras_distribute.one_device(model)  # itself, unless trained under a strategy
     logits = np.concatenate(
         [
@@ -191,6 +196,5 @@ def evaluate(model: keras.Model, split: data.Dataset) -> tuple[float, float]:
 
 
 def save(run_dir: Path, model: keras.Model) -> None:
-    tmp = run_dir / f"tmp-{WEIGHTS}"  # Keras insists on the .keras suffix
-    model.save(tmp)
-    tmp.replace(run_dir / WEIGHTS)
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        model.save(tmp)

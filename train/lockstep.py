@@ -30,9 +30,13 @@ import numpy as np
 # TensorFlow reads this once, at import (imported by the Keras trainers).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from train import data, initial, lockstep_report
+from contract import datasets
+from contract.names import TRAINER_FRAMEWORK, TRAINERS
+from contract.paths import REPORTS
+from contract.spec import CNNSpec
+from train import initial, lockstep_report
 from train.__main__ import HELP, run
-from train.config import INIT_SOURCES, REPORTS, TRAINER_FRAMEWORK, TRAINERS, CNNSpec, TrainConfig
+from train.config import INIT_SOURCES, TrainConfig
 
 PAIRS = list(itertools.combinations(TRAINERS, 2))
 QUICK = {"epochs": 1, "max_steps": 8}
@@ -109,7 +113,7 @@ def other_thread_count():
 def train_all(args: argparse.Namespace, reference: bool = True) -> dict:
     """Train the three in turn, each traced; compare every pair at every traced step.
     reference: also torch again on another thread count (rounding only)."""
-    splits = data.load("digits", 8, 1, args.seed)  # TrainConfig's default data
+    splits = datasets.load("digits", 8, 1, args.seed)  # TrainConfig's default data
     train = splits.train
     spec = CNNSpec.for_data(
         train.image_size, train.channels, len(train.class_names), dropout=args.dropout
@@ -128,7 +132,7 @@ def train_all(args: argparse.Namespace, reference: bool = True) -> dict:
 
 
 def rounding_reference(
-    args: argparse.Namespace, out: Path, splits: data.Splits, torch_trace: Trace
+    args: argparse.Namespace, out: Path, splits: datasets.Splits, torch_trace: Trace
 ) -> dict:
     """torch against itself on another thread count: float32 rounding alone."""
     trace = Trace("torch", torch_trace.spec, torch_trace.images, torch_trace.at)
@@ -151,7 +155,7 @@ def summarise(
     steps: list[int],
     traces: dict[str, Trace],
     metrics: dict[str, dict],
-    splits: data.Splits,
+    splits: datasets.Splits,
 ) -> dict:
     import keras
     import tensorflow as tf

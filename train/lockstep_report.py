@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.config import write_json_atomic
+from contract.files import atomic_path, write_json_atomic, write_text_atomic
 
 JSON_FILE, MD_FILE, PNG_FILE = "lockstep.json", "lockstep.md", "lockstep.png"
 
@@ -72,9 +72,7 @@ def write(result: dict, reports: Path) -> list[Path]:
     reports = Path(reports)
     reports.mkdir(parents=True, exist_ok=True)
     write_json_atomic(reports / JSON_FILE, result)
-    tmp = reports / f".{MD_FILE}.tmp"
-    tmp.write_text(markdown(result))
-    tmp.replace(reports / MD_FILE)
+    write_text_atomic(reports / MD_FILE, markdown(result))
     plot(result, reports / PNG_FILE)
     return [reports / name for name in (JSON_FILE, MD_FILE, PNG_FILE)]
 
@@ -110,7 +108,6 @@ def plot(result: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("Three trainers from one init, dropout off: divergence per step")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(path)

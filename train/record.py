@@ -10,9 +10,12 @@ import json
 import time
 from pathlib import Path
 
-from train.config import LABELS_FILE, CNNSpec, TrainConfig, write_json_atomic
+from contract.checkpoint import SPEC_FILE
+from contract.files import atomic_path, write_json_atomic, write_text_atomic
+from contract.names import LABELS_FILE
+from contract.spec import CNNSpec
+from train.config import TrainConfig
 
-SPEC_FILE = "spec.json"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 
@@ -48,15 +51,13 @@ def start(
             "trainer": cfg.trainer,
             "data": cfg.data,
             "seed": cfg.seed,
-            # what data.load needs to rebuild the exact split (synthetic data only)
+            # what datasets.load needs to rebuild the exact split (synthetic data only)
             "synthetic": {"n": cfg.synthetic_samples, "num_classes": cfg.synthetic_classes},
             "spec": spec.to_dict(),
             "init": init,
         },
     )
-    tmp = run_dir / f".{LABELS_FILE}.tmp"
-    tmp.write_text("\n".join(labels) + "\n")
-    tmp.replace(run_dir / LABELS_FILE)
+    write_text_atomic(run_dir / LABELS_FILE, "\n".join(labels) + "\n")
     return run_dir, history
 
 
@@ -139,7 +140,6 @@ def plot(history: list[dict], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(path)

@@ -12,8 +12,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from train import cluster, data, distributed, initial, record, torch_model
-from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
+from contract import datasets, torch_cnn
+from contract.checkpoint import WEIGHTS_FILE
+from contract.files import atomic_path
+from contract.names import TRAINER_FRAMEWORK
+from contract.spec import CNNSpec
+from train import cluster, data, distributed, initial, record
+from train.config import TrainConfig
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["torch"]]
 
@@ -47,13 +52,13 @@ def check_flags(cfg: TrainConfig, device: torch.device) -> None:
 
 
 def train(
-    cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
+    cfg: TrainConfig, splits: datasets.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
     torch.manual_seed(cfg.seed)
     me = cluster.torchrun_process()  # rank 0 of 1 unless torchrun started this process
     device = distributed.start(me, pick_device(cfg.device))
     check_flags(cfg, device)
-    net = torch_model.build(spec, cfg.seed)
+    net = torch_cnn.build(spec, cfg.seed)
     init = initial.start_torch(net, cfg.init, cfg.seed)  # the Keras trainers start here too
     net = net.to(device)
     if cfg.channels_last:
@@ -172,7 +177,7 @@ def evaluate(
     return loss.item(), (logits.argmax(1) == labels).float().mean().item()
 
 
-def to_device(split: data.Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def to_device(split: datasets.Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (
         torch.from_numpy(np.ascontiguousarray(split.images)).to(device),
         torch.from_numpy(split.labels).to(device),
@@ -185,11 +190,10 @@ def save(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> None:
-    tmp = run_dir / f".{WEIGHTS}.tmp"
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
     }
-    torch.save(state, tmp)
-    tmp.replace(run_dir / WEIGHTS)
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        torch.save(state, tmp)

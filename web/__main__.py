@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from contract.paths import WEB, add_repository_argument
 from harness import browser
-from train.config import MODEL_REPOSITORY, WEB
 from web import site
 
 
@@ -40,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m web", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="write the site")
-    build.add_argument(
-        "--repository", type=Path, default=MODEL_REPOSITORY, help="model repository to copy from"
-    )
+    add_repository_argument(build, help="model repository to copy from")
     build.add_argument("--out", type=Path, default=WEB, help="where the site goes")
     serve = commands.add_parser("serve", help="serve the site with the isolation headers")
     serve.add_argument("--site", type=Path, default=WEB, help="the built site")

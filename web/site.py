@@ -17,8 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
+from contract.formats import FORMATS
 from export import repository
-from harness.browser import RUNTIME, SITE_INDEX
+from harness.browser import SITE_INDEX
 
 WEB = Path(__file__).resolve().parent
 SOURCE = WEB / "src"
@@ -47,13 +48,18 @@ class SiteError(RuntimeError):
     """The site cannot be built; the message says what to run."""
 
 
+def browser_runtime(fmt: str) -> str:
+    """The in-browser runtime of a format ("" for none, or for a format unknown here)."""
+    return FORMATS[fmt].browser if fmt in FORMATS else ""
+
+
 def entry(folder: Path, manifest: dict, dest: Path) -> dict:
     """Copy one variant's browser files into `dest`; its models.json entry."""
     fmt = manifest["format"]
-    runtime = RUNTIME[fmt]
+    runtime = browser_runtime(fmt)
     if runtime == "litert" and "fixed_batch" not in manifest:
         raise SiteError(f"{folder} has no fixed-batch files for LiteRT.js: re-run `make export`")
-    files = manifest.get("fixed_batch") or {"file": repository.ARTIFACT_FILE[fmt]}
+    files = manifest.get("fixed_batch") or {"file": FORMATS[fmt].artifact}
     dest.mkdir(parents=True)
     urls = {}
     for key, rel in files.items():
@@ -82,7 +88,7 @@ def build(repository_dir: Path, out: Path, node_modules: Path = NODE_MODULES) ->
         name: (path, repository.verify(path))
         for name, path in repository.variants(repository_dir).items()
     }
-    found = {n: v for n, v in found.items() if v[1]["format"] in RUNTIME}
+    found = {n: v for n, v in found.items() if browser_runtime(v[1]["format"])}
     if not found:
         raise SiteError(f"no ONNX or TFLite variant in {repository_dir}: run `make export`")
     out = Path(out)

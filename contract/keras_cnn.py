@@ -1,8 +1,10 @@
-"""The one CNN in Keras, built from CNNSpec: a mirror of train/torch_model.py.
+"""The one CNN in Keras, built from CNNSpec: a mirror of contract/torch_cnn.py.
 
 Scaling and normalisation live inside the model (Rescaling + Normalization), so
-every export carries them. BatchNorm is `TorchBatchNorm` (train/keras_match.py): Keras'
-layer with torch's running-variance update, so both builds keep the same statistics.
+every export carries them. BatchNorm is `TorchBatchNorm` (contract/keras_batchnorm.py):
+Keras' layer with torch's running-variance update, so both builds keep the same statistics.
+
+Imports keras and TensorFlow: import this module only where a Keras model is built.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from train.config import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX, CNNSpec
-from train.keras_match import TorchBatchNorm
+from contract.keras_batchnorm import TorchBatchNorm
+from contract.names import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX
+from contract.spec import CNNSpec
 
 
 def build(spec: CNNSpec, seed: int = 0, policy: str = "float32") -> keras.Model:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.config import CNNSpec
+from contract.spec import CNNSpec
 
 
 def _flatten_perm(w: np.ndarray, spec: CNNSpec, to_keras: bool) -> np.ndarray:
@@ -24,15 +24,17 @@ def _flatten_perm(w: np.ndarray, spec: CNNSpec, to_keras: bool) -> np.ndarray:
 
 
 def torch_to_keras(torch_net, model) -> None:
-    """Copy a train.torch_model.CNN's weights into a Keras model built from the same spec."""
-    from train import keras_model  # here, not at the top: the torch trainer imports this module
+    """Copy a contract.torch_cnn.CNN's weights into a Keras model built from the same spec."""
+    # Here, not at the top: importing the Keras build imports TensorFlow, which the torch
+    # trainer and the torch exporters never need.
+    from contract import keras_cnn
 
     spec = torch_net.spec
-    for src, dst in zip(torch_net.convs(), keras_model.convs(model), strict=True):
+    for src, dst in zip(torch_net.convs(), keras_cnn.convs(model), strict=True):
         dst.set_weights([_np(src.weight).transpose(2, 3, 1, 0), _np(src.bias)])
-    for src, dst in zip(torch_net.norms(), keras_model.norms(model), strict=True):
+    for src, dst in zip(torch_net.norms(), keras_cnn.norms(model), strict=True):
         dst.set_weights([_np(t) for t in (src.weight, src.bias, src.running_mean, src.running_var)])
-    for i, (src, dst) in enumerate(zip(torch_net.denses(), keras_model.denses(model), strict=True)):
+    for i, (src, dst) in enumerate(zip(torch_net.denses(), keras_cnn.denses(model), strict=True)):
         w = _np(src.weight)
         if i == 0:
             w = _flatten_perm(w, spec, to_keras=True)
@@ -40,10 +42,10 @@ def torch_to_keras(torch_net, model) -> None:
 
 
 def keras_to_torch(model, torch_net) -> None:
-    """Copy a Keras model's weights into a train.torch_model.CNN built from the same spec."""
+    """Copy a Keras model's weights into a contract.torch_cnn.CNN built from the same spec."""
     import torch
 
-    from train import keras_model
+    from contract import keras_cnn
 
     spec = torch_net.spec
 
@@ -53,11 +55,11 @@ def keras_to_torch(model, torch_net) -> None:
         with torch.no_grad():
             param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
-    for src, dst in zip(keras_model.convs(model), torch_net.convs(), strict=True):
+    for src, dst in zip(keras_cnn.convs(model), torch_net.convs(), strict=True):
         kernel, bias = src.get_weights()
         put(dst.weight, kernel.transpose(3, 2, 0, 1))
         put(dst.bias, bias)
-    for src, dst in zip(keras_model.norms(model), torch_net.norms(), strict=True):
+    for src, dst in zip(keras_cnn.norms(model), torch_net.norms(), strict=True):
         gamma, beta, mean, var = src.get_weights()
         for param, value in zip(
             (dst.weight, dst.bias, dst.running_mean, dst.running_var),
@@ -65,7 +67,7 @@ def keras_to_torch(model, torch_net) -> None:
             strict=True,
         ):
             put(param, value)
-    for i, (src, dst) in enumerate(zip(keras_model.denses(model), torch_net.denses(), strict=True)):
+    for i, (src, dst) in enumerate(zip(keras_cnn.denses(model), torch_net.denses(), strict=True)):
         kernel, bias = src.get_weights()
         w = kernel.T
         if i == 0:

@@ -1,4 +1,11 @@
-"""Load any trainer's checkpoint as an eval-mode model of either framework.
+"""A trained checkpoint, read back as an eval-mode model of either framework.
+
+The trainers write it (train/record.py, the loops' `save`), export and the parity gate's
+eager references read it:
+
+<root>/<trainer>/spec.json     the data source, seed and CNNSpec it was trained with
+<root>/<trainer>/labels.txt    one class name per line
+<root>/<trainer>/model.pt | model.keras
 
 A checkpoint of the other framework is rebuilt from the shared spec and filled by
 exact weight transfer, so every trained model exists in both frameworks.
@@ -10,15 +17,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from train import data, record
-from train.config import (
-    CHECKPOINTS,
-    LABELS_FILE,
-    TRAINER_FRAMEWORK,
-    TRAINERS,
-    WEIGHTS_FILE,
-    CNNSpec,
-)
+from contract import datasets, transfer
+from contract.names import LABELS_FILE, TRAINER_FRAMEWORK, TRAINERS
+from contract.paths import CHECKPOINTS
+from contract.spec import CNNSpec
+
+SPEC_FILE = "spec.json"
+WEIGHTS_FILE = {"torch": "model.pt", "keras": "model.keras"}  # by framework
 
 
 class CheckpointError(FileNotFoundError):
@@ -33,10 +38,10 @@ class Checkpoint:
     labels: list[str]
     recorded: dict  # spec.json: the data source, seed and synthetic-data settings
 
-    def splits(self) -> data.Splits:
+    def splits(self) -> datasets.Splits:
         """The exact train/val/test split this checkpoint was trained on."""
         r, spec = self.recorded, self.spec
-        return data.load(r["data"], spec.image_size, spec.channels, r["seed"], **r["synthetic"])
+        return datasets.load(r["data"], spec.image_size, spec.channels, r["seed"], **r["synthetic"])
 
     @property
     def framework(self) -> str:
@@ -51,7 +56,7 @@ def find(trainer: str, root: Path = CHECKPOINTS) -> Checkpoint:
     if trainer not in TRAINERS:
         raise CheckpointError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
     run_dir = Path(root) / trainer
-    spec_file = run_dir / record.SPEC_FILE
+    spec_file = run_dir / SPEC_FILE
     ckpt = None
     if spec_file.exists():
         recorded = json.loads(spec_file.read_text())
@@ -67,12 +72,12 @@ def find(trainer: str, root: Path = CHECKPOINTS) -> Checkpoint:
 
 
 def load_torch(ckpt: Checkpoint):
-    """The checkpoint as an eval-mode train.torch_model.CNN on the CPU."""
+    """The checkpoint as an eval-mode contract.torch_cnn.CNN on the CPU."""
     import torch
 
-    from train import torch_model, transfer
+    from contract import torch_cnn  # the torch build imports torch
 
-    net = torch_model.build(ckpt.spec)
+    net = torch_cnn.build(ckpt.spec)
     if ckpt.framework == "torch":
         state = torch.load(ckpt.weights, map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
@@ -85,13 +90,13 @@ def load_keras(ckpt: Checkpoint):
     """The checkpoint as a Keras model (inference only: no optimiser, not compiled)."""
     import keras
 
-    from train import keras_model, transfer
+    from contract import keras_cnn  # the Keras build imports TensorFlow
 
     if ckpt.framework == "keras":
         trained = keras.models.load_model(ckpt.weights, compile=False)
-        model = keras_model.build(ckpt.spec)
+        model = keras_cnn.build(ckpt.spec)
         model.set_weights(trained.get_weights())
         return model
-    model = keras_model.build(ckpt.spec)
+    model = keras_cnn.build(ckpt.spec)
     transfer.torch_to_keras(load_torch(ckpt), model)
     return model

@@ -1,11 +1,14 @@
-"""The one CNN in PyTorch, built from CNNSpec. Input NHWC 0..255, logits out."""
+"""The one CNN in PyTorch, built from CNNSpec. Input NHWC 0..255, logits out.
+
+Imports torch: import this module only where a torch model is built."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from train.config import PIXEL_MAX, CNNSpec
+from contract.names import PIXEL_MAX
+from contract.spec import CNNSpec
 
 
 class CNN(nn.Module):

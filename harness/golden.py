@@ -1,0 +1,94 @@
+"""The golden set: the fixed images every variant is judged on, with the eager reference
+logits, saved as golden.npz so that a run can be replayed and the server can replay them at
+start-up (serve/models.py).
+
+Per trainer: the held-out images of the checkpoint's own split (val + test, labelled: the
+model never trained on them) plus seeded uniform-noise images (unlabelled), so real and
+out-of-distribution inputs are both covered.
+
+golden.npz: `images_<t>`, `labels_<t>` (-1: unlabelled), `reference_<t>` (the eager logits),
+`name_<t>` (the reference's name) per trainer, and `images` when every trainer shares one
+batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contract import checkpoint
+from contract.files import atomic_path
+from harness.backend import eager
+
+GOLDEN_FILE = "golden.npz"
+RANDOM_IMAGES = 64
+
+
+@dataclass
+class Golden:
+    """One trainer's golden inputs."""
+
+    images: np.ndarray  # (N, H, W, C) float32
+    labels: np.ndarray  # (N,) int64; -1 for the random images
+
+
+def golden_set(trainer: str, checkpoints: Path, seed: int = 0) -> Golden:
+    """The checkpoint's held-out images (val + test) plus seeded noise of the same shape."""
+    splits = checkpoint.find(trainer, checkpoints).splits()
+    held_out = [splits.test, splits.val]
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (RANDOM_IMAGES, *splits.test.images.shape[1:]))
+    images = np.concatenate([*(d.images for d in held_out), noise.astype(np.float32)])
+    labels = np.concatenate([*(d.labels for d in held_out), np.full(RANDOM_IMAGES, -1)])
+    return Golden(images, labels)
+
+
+def load_or_build(
+    trainers: list[str], checkpoints: Path, path: Path, replay: bool
+) -> tuple[dict[str, Golden], dict[str, tuple[str, np.ndarray]]]:
+    """Golden inputs and reference logits per trainer; saved so a run can be replayed."""
+    if replay:
+        if not path.is_file():
+            raise SystemExit(f"--replay needs {path}: run `make parity` once without it")
+        saved = np.load(path)
+        goldens = {t: Golden(saved[f"images_{t}"], saved[f"labels_{t}"]) for t in trainers}
+        refs = {t: (str(saved[f"name_{t}"]), saved[f"reference_{t}"]) for t in trainers}
+        return goldens, refs
+    goldens, refs, arrays = {}, {}, {}
+    for t in trainers:
+        goldens[t] = golden_set(t, checkpoints)
+        model = eager(t, checkpoints=checkpoints)
+        refs[t] = (model.name, model.predict(goldens[t].images))
+        arrays |= {
+            f"images_{t}": goldens[t].images,
+            f"labels_{t}": goldens[t].labels,
+            f"reference_{t}": refs[t][1],
+            f"name_{t}": np.array(model.name),
+        }
+    first = goldens[trainers[0]].images
+    if all(np.array_equal(g.images, first) for g in goldens.values()):
+        arrays["images"] = first  # one shared golden batch, e.g. for the server's start-up replay
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+    return goldens, refs
+
+
+class Saved:
+    """A saved golden.npz, read for one trainer at a time (the server's start-up replay).
+    A missing file reads as empty: each variant then gets the server's seeded check."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.arrays = dict(np.load(path)) if path is not None and path.is_file() else {}
+
+    def batch(self, trainer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(images, labels, reference logits) of `trainer`, or None when not saved."""
+        reference = self.arrays.get(f"reference_{trainer}")
+        images = self.arrays.get(f"images_{trainer}", self.arrays.get("images"))
+        if reference is None or images is None:
+            return None
+        labels = self.arrays.get(f"labels_{trainer}", np.full(len(images), -1))
+        return images.astype(np.float32, copy=False), labels, reference
