@@ -18,12 +18,13 @@ from pathlib import Path
 # TensorFlow reads this once, at import (imported lazily by the SavedModel runner).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from serve import catalog, control
+from contract.paths import add_repository_argument
+from serve import catalog, model_control
+from serve.app import create_app
+from serve.config import ServeConfig
 from serve.connections import guarded
-from serve.server import ServeConfig, create_app
 
 HELP = {
-    "repository": "model repository: one <trainer>.<format>/ folder per variant",
     "host": "address to bind; keep 127.0.0.1 unless the server should be reachable",
     "port": "TCP port",
     "grpc_port": "TCP port for KServe V2 gRPC on the same --host; 0 leaves gRPC off",
@@ -45,9 +46,9 @@ HELP = {
     "control_token": "bearer token for --model-control explicit; prefer the environment "
     "variable, since a command line shows in the process list",
 }
-CHOICES = {"model_control": control.MODES}
+CHOICES = {"model_control": model_control.MODES}
 # Shown instead of the default: --help must never print a secret.
-SHOWN = {"control_token": f"${control.TOKEN_ENV}"}
+SHOWN = {"control_token": f"${model_control.TOKEN_ENV}"}
 
 
 def path_or_none(value: str) -> Path | None:
@@ -57,10 +58,13 @@ def path_or_none(value: str) -> Path | None:
 def parse(argv: list[str] | None = None) -> ServeConfig:
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__.split("\n")[0])
     defaults = ServeConfig()
+    add_repository_argument(parser)
     for f in fields(ServeConfig):
+        if f.name == "repository":
+            continue
         default = getattr(defaults, f.name)
         kind = str if default is None else type(default)  # None: a secret, read as text
-        if f.name in ("repository", "golden"):
+        if f.name == "golden":
             kind = path_or_none
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
@@ -71,9 +75,9 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
         )
     args = vars(parser.parse_args(argv))
     if args["model_control"] == "explicit" and args["control_token"] is None:
-        args["control_token"] = os.environ.get(control.TOKEN_ENV) or None
+        args["control_token"] = os.environ.get(model_control.TOKEN_ENV) or None
     try:
-        control.check(args["model_control"], args["control_token"])
+        model_control.check(args["model_control"], args["control_token"])
     except ValueError as e:
         parser.error(str(e))
     return ServeConfig(**args)

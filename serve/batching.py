@@ -46,6 +46,8 @@ MAX_QUEUE = 256  # requests waiting per model (Triton's max_queue_size)
 class QueueFull(RuntimeError):
     """The model's queue is full: try again shortly."""
 
+    status = 503  # what the server answers (with Retry-After)
+
 
 # (images, requests, seconds those requests spent queued in total, compute seconds)
 BatchHook = Callable[[int, int, float, float], None]

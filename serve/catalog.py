@@ -9,7 +9,7 @@ of a variant) plus the server's rules for names, which become URL path segments:
 
 A refused folder is listed UNAVAILABLE with its reason, never skipped in silence;
 dot-folders (exports in progress) are not variants and are not listed.
-Answers name variants, never filesystem paths: `public` rewrites what runtimes say.
+Answers name variants, never filesystem paths: `without_paths` rewrites what runtimes say.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def scan(root: Path) -> dict[str, str]:
     return {name: why for name, why in found.items() if why is not None}
 
 
-def public(text: str, root: Path) -> str:
+def without_paths(text: str, root: Path) -> str:
     """`text` with the repository's absolute location taken out: <root>/torch.onnx/1/x
     reads torch.onnx/1/x. Runtimes name the files they fail on; clients learn the
     variant, not the server's filesystem."""

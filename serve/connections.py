@@ -7,7 +7,7 @@ time (slowloris), holds the socket forever; thousands of them exhaust file descr
 and new clients are refused. Here every request's headers must arrive within
 `header_timeout` of the connection opening (or of the request starting, on a kept-alive
 connection), and connections past `max_connections` are closed at once, so the clients
-already connected keep being served. Bodies have their own deadline (serve/server.py).
+already connected keep being served. Bodies have their own deadline (serve/limits.py).
 """
 
 from __future__ import annotations

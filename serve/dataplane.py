@@ -1,6 +1,6 @@
 """The data plane: `POST /v2/models/<m>[/versions/1]/infer` as a raw ASGI route, and the
-limits every request passes (body size and deadline, bytes in flight) before the FastAPI
-routes of serve/routes.py.
+limits every request passes (body size and deadline, bytes in flight: serve/limits.py,
+serve/admission.py) before the FastAPI routes of serve/routes.py.
 
 The infer route reads the body once, splits JSON from binary tensors with np.frombuffer
 and answers with prebuilt headers. FastAPI's request machinery costs about a third of the
@@ -10,15 +10,16 @@ JSON route, 2.11k through a bare ASGI one parsing the same JSON).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-import zlib
 
 import harness
 from serve import v2
+from serve.admission import RETRY_AFTER_S, Admission
 from serve.batching import QueueFull
-from serve.server import RETRY_AFTER_S, Server
+from serve.limits import inflate, limited, read_body
+from serve.metrics import Timed, status_of
+from serve.models import Servable
+from serve.registry import Registry
 
 log = logging.getLogger("serve")
 JSON = b"application/json"
@@ -30,58 +31,8 @@ def infer_target(path: str) -> tuple[str, str | None]:
     rest = path[len(INFER_PREFIX) : -len(INFER_SUFFIX)]
     name, sep, version = rest.partition("/versions/")
     if not name or "/" in name or (sep and (not version or "/" in version)):
-        raise v2.ProtocolError(f"no route POST {v2.shown(path)}", 404)
+        raise v2.ProtocolError(f"no route POST {v2.quoted(path)}", 404)
     return name, version if sep else None
-
-
-async def read_body(receive, limit: int, timeout: float) -> bytes:
-    """The whole body, or 413 past `limit` bytes, or 408 past `timeout` seconds (a client
-    that trickles its body must not hold a connection, memory or shutdown forever)."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await _read_body(receive, limit)
-    except TimeoutError:
-        raise v2.ProtocolError(f"request body not received within {timeout:g} s", 408) from None
-
-
-async def _read_body(receive, limit: int) -> bytes:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ConnectionAbortedError
-    body = message.get("body", b"")
-    if not message.get("more_body"):  # the usual case: the whole body in one message
-        if len(body) > limit:
-            raise v2.ProtocolError(f"request body over the {limit}-byte limit", 413)
-        return body
-    chunks, size = [body], len(body)
-    while message.get("more_body"):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionAbortedError
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > limit:
-            raise v2.ProtocolError(f"request body over the {limit}-byte limit", 413)
-    return b"".join(chunks)
-
-
-def inflate(body: bytes, encoding: bytes | None, limit: int) -> bytes:
-    """Undo a Content-Encoding (tritonclient can gzip or deflate requests), bounded."""
-    if encoding in (None, b"identity"):
-        return body
-    wbits = {b"gzip": 31, b"deflate": 15}.get(encoding)
-    if wbits is None:
-        raise v2.ProtocolError(f"Content-Encoding {v2.shown(encoding)} unsupported", 415)
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as e:
-        raise v2.ProtocolError(f"body is not valid {encoding.decode()}: {e}") from None
-    if len(out) > limit:
-        raise v2.ProtocolError(f"decompressed body over the {limit}-byte limit", 413)
-    if not inflater.eof:
-        raise v2.ProtocolError(f"{encoding.decode()} body is truncated")
-    return out
 
 
 async def respond(
@@ -103,25 +54,25 @@ async def respond(
 
 class App:
     """ASGI entry point: V2 infer on the raw route, the body limit on every route, and
-    everything else through the FastAPI app."""
+    everything else through `api`, the FastAPI app of serve/routes.py."""
 
-    def __init__(self, server: Server, control) -> None:
-        self.server, self.control = server, control
+    def __init__(self, registry: Registry, admission: Admission, api) -> None:
+        self.registry, self.admission, self.api = registry, admission, api
+        self.config = registry.config
 
     def admit(self, headers: dict) -> int:
         """Reserve the declared body size against the server-wide cap; 413 or 503."""
-        config = self.server.config
         try:
             declared = int(headers.get(b"content-length", 0))
         except ValueError:
             raise v2.ProtocolError("Content-Length is not a number") from None
-        if declared > config.max_body:
-            raise v2.ProtocolError(f"request body over the {config.max_body}-byte limit", 413)
-        return self.server.admit(declared)
+        if declared > self.config.max_body:
+            raise v2.ProtocolError(f"request body over the {self.config.max_body}-byte limit", 413)
+        return self.admission.admit(declared)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
-            await self.control(scope, receive, send)
+            await self.api(scope, receive, send)
             return
         path = scope["path"]
         if (
@@ -131,102 +82,83 @@ class App:
         ):
             await self.infer(scope, receive, send)
             return
-        config = self.server.config
         try:
             held = self.admit(dict(scope["headers"]))
         except v2.ProtocolError as e:
             await respond(send, e.status, v2.error_body(str(e)))
             return
         try:
-            receive = limited(receive, config.max_body, config.body_timeout_s)
-            await self.control(scope, receive, send)
+            receive = limited(receive, self.config.max_body, self.config.body_timeout_s)
+            await self.api(scope, receive, send)
         finally:
-            self.server.release(held)
+            self.admission.release(held)
 
     async def infer(self, scope, receive, send) -> None:
-        started = time.perf_counter()
-        stats, status, header_length, held = self.server.unknown, 200, None, 0
-        config = self.server.config
-        try:
-            servable = self.server.serving(*infer_target(scope["path"]))
-            stats = servable.stats
-            headers = dict(scope["headers"])
-            held = self.admit(headers)
-            batcher = servable.batcher
-            batcher.expect()
+        with Timed("v2", self.registry.unknown) as timed:
+            header_length, held = None, 0
             try:
-                raw = await read_body(receive, config.max_body, config.body_timeout_s)
-                body = inflate(raw, headers.get(b"content-encoding"), config.max_body)
-                split_at = headers.get(b"inference-header-content-length")
-                request = await self.server.offload(
-                    len(body),
-                    v2.parse_request,
-                    body,
-                    split_at,
-                    servable.signature,
-                    json=split_at is None,
-                )
-                del raw, body  # the tensor is a view of the body only for binary inputs
-                images = servable.model.check_input(request.images)
-            except BaseException:
-                batcher.forget()
-                raise
-            logits = await batcher.infer(images, expected=True)
-            json_out = not all(out.binary for out in request.outputs)
-            payload, header_length = await self.server.offload(
-                logits.nbytes * (4 if json_out else 1),  # JSON text is ~4x the binary size
-                v2.encode_response,
-                servable.name,
-                request,
-                logits,
-                servable.signature.labels,
-                json=json_out,
-            )
-        except (v2.ProtocolError, harness.ContractError) as e:
-            status = getattr(e, "status", 400)
-            payload = v2.error_body(str(e))
-        except QueueFull as e:
-            status, payload = 503, v2.error_body(f"model {servable.name} is busy: {e}; retry")
-        except ConnectionAbortedError:
-            log.info("client went away before its request body arrived")
-            return
-        except Exception as e:  # a runtime failure: the server stays up and says so
-            log.exception("inference failed")
-            message = self.server.public(f"inference failed: {type(e).__name__}: {e}")
-            status, payload = 500, v2.error_body(message)
-        finally:
-            self.server.release(held)
-        # After a 408 the client is too slow to be worth keeping. After an early 413 or 503
-        # the connection stays: uvicorn discards the unread body, and the client gets to
-        # read the answer instead of a broken pipe.
-        await respond(send, status, payload, header_length, close=status == 408)
-        stats.request("v2", time.perf_counter() - started, status)
+                servable = self.registry.serving(*infer_target(scope["path"]))
+                timed.stats = servable.stats
+                headers = dict(scope["headers"])
+                held = self.admit(headers)
+                request, images = await self.receive_request(servable, headers, receive)
+                logits = await servable.batcher.infer(images, expected=True)
+                payload, header_length = await self.encode(servable, request, logits)
+            except (v2.ProtocolError, harness.ContractError) as e:
+                timed.status, payload = status_of(e), v2.error_body(str(e))
+            except QueueFull as e:
+                message = f"model {servable.name} is busy: {e}; retry"
+                timed.status, payload = status_of(e), v2.error_body(message)
+            except ConnectionAbortedError:
+                log.info("client went away before its request body arrived")
+                timed.status = None
+                return
+            except Exception as e:  # a runtime failure: the server stays up and says so
+                log.exception("inference failed")
+                message = f"inference failed: {type(e).__name__}: {e}"
+                timed.status, payload = 500, v2.error_body(self.registry.without_paths(message))
+            finally:
+                self.admission.release(held)
+            # After a 408 the client is too slow to be worth keeping. After an early 413 or
+            # 503 the connection stays: uvicorn discards the unread body, and the client
+            # gets to read the answer instead of a broken pipe.
+            status = timed.status
+            await respond(send, status, payload, header_length, close=status == 408)
 
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyTimeout(Exception):
-    pass
-
-
-def limited(receive, limit: int, timeout: float):
-    """`receive` that raises BodyTooLarge once the body passes `limit` bytes, and
-    BodyTimeout once it has taken more than `timeout` seconds."""
-    seen = 0
-    deadline = time.monotonic() + timeout
-
-    async def wrapped():
-        nonlocal seen
+    async def receive_request(
+        self, servable: Servable, headers: dict, receive
+    ) -> tuple[v2.Request, object]:
+        """The request read within the limits and parsed (off the loop when large), and its
+        images under the contract. The model's batcher knows it is coming meanwhile."""
+        batcher, config = servable.batcher, self.config
+        batcher.expect()
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                message = await receive()
-        except TimeoutError:
-            raise BodyTimeout(f"request body not received within {timeout:g} s") from None
-        seen += len(message.get("body", b""))
-        if seen > limit:
-            raise BodyTooLarge(f"request body over the {limit}-byte limit")
-        return message
+            raw = await read_body(receive, config.max_body, config.body_timeout_s)
+            body = inflate(raw, headers.get(b"content-encoding"), config.max_body)
+            split_at = headers.get(b"inference-header-content-length")
+            request = await self.admission.offload(
+                len(body),
+                v2.parse_request,
+                body,
+                split_at,
+                servable.signature,
+                json=split_at is None,
+            )
+            del raw, body  # the tensor is a view of the body only for binary inputs
+            return request, servable.model.check_input(request.images)
+        except BaseException:
+            batcher.forget()
+            raise
 
-    return wrapped
+    async def encode(self, servable: Servable, request: v2.Request, logits) -> tuple:
+        """(response body, JSON header length or None), off the loop when large."""
+        json_out = not all(out.binary for out in request.outputs)
+        return await self.admission.offload(
+            logits.nbytes * (4 if json_out else 1),  # JSON text is ~4x the binary size
+            v2.encode_response,
+            servable.name,
+            request,
+            logits,
+            servable.signature.labels,
+            json=json_out,
+        )

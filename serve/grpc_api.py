@@ -1,12 +1,12 @@
 """KServe V2 gRPC (`inference.GRPCInferenceService`) beside HTTP, on the same event loop.
 
-    async with running(server):  # in the app's lifespan; off unless --grpc-port is given
+    async with running(registry, admission):  # in the app's lifespan (serve/app.py)
         ...
 
 The messages and the servicer base come compiled with tritonclient (`service_pb2`,
 `service_pb2_grpc`: Triton's proto, the KServe V2 set plus Triton's extensions), so no
 proto is compiled here; the methods this class leaves out answer UNIMPLEMENTED. Requests
-go through the same `Server` as HTTP: the same readiness, batcher, checks, metrics
+go through the same `Registry` and `Admission` as HTTP: the same readiness, batcher, checks, metrics
 (protocol "grpc", errors counted under the HTTP status they map from) and limits: message
 size (--max-body-mb), bytes in flight (--max-inflight-mb, one budget with HTTP), calls
 at once (--max-connections, as HTTP/1.1 serves one request per connection at a time), the
@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,10 +29,11 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-import harness
 from serve import v2
+from serve.admission import Admission
 from serve.batching import QueueFull
-from serve.server import Server
+from serve.metrics import Timed, status_of
+from serve.registry import Registry
 
 log = logging.getLogger("serve.grpc")
 Code = grpc.StatusCode
@@ -46,15 +46,6 @@ CODES = {
     503: Code.UNAVAILABLE,
     504: Code.DEADLINE_EXCEEDED,
 }
-
-
-def status_of(error: Exception) -> int:
-    """The HTTP status the same failure gets over HTTP (and in the metrics)."""
-    if isinstance(error, v2.ProtocolError):
-        return error.status
-    if isinstance(error, QueueFull):
-        return 503
-    return 400 if isinstance(error, harness.ContractError) else 500
 
 
 def code_of(status: int) -> grpc.StatusCode:
@@ -73,7 +64,7 @@ def answered(method):
             if status == 500:  # a runtime failure: the traceback stays in the log
                 log.exception("%s failed", method.__name__)
                 first = str(e).strip().partition("\n")[0]
-                message = self.server.public(
+                message = self.registry.without_paths(
                     f"{method.__name__} failed: {type(e).__name__}: {first}"
                 )
             elif isinstance(e, QueueFull):
@@ -155,13 +146,10 @@ def tensor_metadata(spec: dict) -> pb.ModelMetadataResponse.TensorMetadata:
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    """The KServe V2 methods (and Triton's statistics) over one `Server`."""
+    """The KServe V2 methods (and Triton's statistics) over one `Registry`."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    def admit(self, size: int) -> int:
-        return self.server.admit(size)  # one budget with HTTP
+    def __init__(self, registry: Registry, admission: Admission) -> None:
+        self.registry, self.admission = registry, admission
 
     @answered
     async def ServerLive(self, request, context) -> pb.ServerLiveResponse:
@@ -169,12 +157,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @answered
     async def ServerReady(self, request, context) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=not self.server.not_ready())
+        return pb.ServerReadyResponse(ready=not self.registry.not_ready())
 
     @answered
     async def ModelReady(self, request, context) -> pb.ModelReadyResponse:
         # Unknown model or version: NOT_FOUND, as HTTP answers 404.
-        servable = self.server.get(request.name, request.version or None)
+        servable = self.registry.get(request.name, request.version or None)
         return pb.ModelReadyResponse(ready=servable.ready)
 
     @answered
@@ -184,7 +172,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @answered
     async def ModelMetadata(self, request, context) -> pb.ModelMetadataResponse:
-        meta = self.server.get(request.name, request.version or None).metadata()
+        meta = self.registry.get(request.name, request.version or None).metadata()
         return pb.ModelMetadataResponse(
             name=meta["name"],
             versions=meta["versions"],
@@ -199,7 +187,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         Row = pb.RepositoryIndexResponse.ModelIndex
         rows = [
             Row(name=s.name, version=v2.VERSION, state=s.state, reason=s.reason)
-            for s in self.server.models.values()
+            for s in self.registry.models.values()
             if not request.ready or s.ready
         ]
         return pb.RepositoryIndexResponse(models=rows)
@@ -207,9 +195,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @answered
     async def ModelStatistics(self, request, context) -> pb.ModelStatisticsResponse:
         if request.name:
-            chosen = [self.server.get(request.name, request.version or None)]
+            chosen = [self.registry.get(request.name, request.version or None)]
         else:
-            chosen = list(self.server.models.values())
+            chosen = list(self.registry.models.values())
         return pb.ModelStatisticsResponse(
             model_stats=[
                 json_format.ParseDict(s.stats.triton(s.name, v2.VERSION), pb.ModelStatistics())
@@ -219,25 +207,23 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @answered
     async def ModelInfer(self, request, context) -> pb.ModelInferResponse:
-        started, stats, held = time.perf_counter(), self.server.unknown, 0
-        try:
-            servable = self.server.serving(request.model_name, request.model_version or None)
-            stats = servable.stats
-            size = request.ByteSize()
-            held = self.admit(size)
-            # Large tensors are checked off the event loop, as HTTP bodies are.
-            images, outputs = await self.server.offload(size, parse, request, servable.signature)
-            logits = await servable.batcher.infer(servable.model.check_input(images))
-            answer = infer_response(
-                servable.name, request.id, outputs, logits, servable.signature.labels
-            )
-        except Exception as e:
-            stats.request("grpc", time.perf_counter() - started, status_of(e))
-            raise
-        finally:
-            self.server.release(held)
-        stats.request("grpc", time.perf_counter() - started, 200)
-        return answer
+        with Timed("grpc", self.registry.unknown) as timed:
+            held = 0
+            try:
+                servable = self.registry.serving(request.model_name, request.model_version or None)
+                timed.stats = servable.stats
+                size = request.ByteSize()
+                held = self.admission.admit(size)  # one budget with HTTP
+                # Large tensors are checked off the event loop, as HTTP bodies are.
+                images, outputs = await self.admission.offload(
+                    size, parse, request, servable.signature
+                )
+                logits = await servable.batcher.infer(servable.model.check_input(images))
+                return infer_response(
+                    servable.name, request.id, outputs, logits, servable.signature.labels
+                )
+            finally:
+                self.admission.release(held)
 
 
 def unimplemented(name: str):
@@ -259,10 +245,12 @@ def address(host: str, port: int) -> str:
 
 
 @asynccontextmanager
-async def running(server: Server) -> AsyncIterator[grpc.aio.Server | None]:
+async def running(
+    registry: Registry, admission: Admission
+) -> AsyncIterator[grpc.aio.Server | None]:
     """The gRPC server on --host:--grpc-port for the duration, or nothing without a port.
     Fails loudly when the port cannot be bound."""
-    config = server.config
+    config = registry.config
     if not config.grpc_port:
         yield None
         return
@@ -275,7 +263,8 @@ async def running(server: Server) -> AsyncIterator[grpc.aio.Server | None]:
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(server), rpc)
+    service = InferenceService(registry, admission)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, rpc)
     where = address(config.host, config.grpc_port)
     rpc.add_insecure_port(where)  # raises RuntimeError when it cannot bind
     await rpc.start()

@@ -3,7 +3,7 @@
 A request only bumps integers and finds one histogram bucket; prometheus_client's
 objects (locks, label lookups) are built in `Collector.collect`, once per scrape, so
 the metrics cost the hot path almost nothing. The same numbers feed Triton's
-`/v2/models/stats`.
+`/v2/models/stats`. Every protocol's request goes through one `Timed`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+import harness
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -89,6 +91,38 @@ class ModelStats:
                 "compute_infer": stat(batches, self.compute_seconds),
             },
         }
+
+
+def status_of(error: Exception) -> int:
+    """The HTTP status a failure is answered with, and counted under (gRPC answers the
+    matching code): the server's own errors carry theirs, a broken contract is the
+    client's fault, anything else the server's."""
+    if isinstance(error, harness.ContractError):
+        return 400
+    return getattr(error, "status", 500)
+
+
+class Timed:
+    """One request, from its receipt to the end of the `with` block, counted under `stats`
+    (set it once the model is known: until then, NO_MODEL's) with `status`: 200, what the
+    route sets, or an escaping exception's (`status_of`). None: not counted (the client
+    went away before asking anything, or the request was cancelled)."""
+
+    __slots__ = ("protocol", "started", "stats", "status")
+
+    def __init__(self, protocol: str, stats: ModelStats) -> None:
+        self.protocol, self.stats = protocol, stats
+        self.status: int | None = 200
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> Timed:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is not None:
+            self.status = status_of(error) if isinstance(error, Exception) else None
+        if self.status is not None:
+            self.stats.request(self.protocol, time.perf_counter() - self.started, self.status)
 
 
 class Collector:

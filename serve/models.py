@@ -19,34 +19,15 @@ import numpy as np
 
 import harness
 from contract.formats import FORMATS
-from contract.paths import REPORTS
 from export import repository
-from harness.golden import GOLDEN_FILE
+from harness.golden import Saved
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge
 from serve import catalog, v2
 from serve.batching import MAX_QUEUE, Batcher
 from serve.metrics import ModelStats
 
-GOLDEN = REPORTS / GOLDEN_FILE
 SEEDED_IMAGES = 7  # an odd batch: a batch-dimension bug shows at N > 1
 LOADING, READY, UNAVAILABLE = "LOADING", "READY", "UNAVAILABLE"
-
-
-class Golden:
-    """golden.npz: per trainer `reference_<t>` logits of `images_<t>` (or the shared
-    `images`), with `labels_<t>` where known."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.arrays = dict(np.load(path)) if path is not None and path.is_file() else {}
-
-    def batch(self, trainer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        reference = self.arrays.get(f"reference_{trainer}")
-        images = self.arrays.get(f"images_{trainer}", self.arrays.get("images"))
-        if reference is None or images is None:
-            return None
-        labels = self.arrays.get(f"labels_{trainer}", np.full(len(images), -1))
-        return images.astype(np.float32, copy=False), labels, reference
 
 
 @dataclass
@@ -91,7 +72,7 @@ def platform(fmt: str | None) -> str:
     return record.triton_platform or record.triton_backend or "unknown"
 
 
-def check(model: harness.Backend, manifest: dict, golden: Golden) -> dict:
+def check(model: harness.Backend, manifest: dict, golden: Saved) -> dict:
     """The start-up check's verdict ({"verdict", "reason"}); a FAIL keeps it from serving."""
     profile = FORMATS[manifest["format"]].precision
     entry = golden.batch(manifest["trainer"])
@@ -124,7 +105,7 @@ def check(model: harness.Backend, manifest: dict, golden: Golden) -> dict:
 
 def load(
     servable: Servable,
-    golden: Golden,
+    golden: Saved,
     threads: int,
     max_batch: int,
     delay: float,
@@ -137,7 +118,7 @@ def load(
         servable.parity = check(model, servable.manifest, golden)
     except Exception as e:  # whatever stops a variant is its reason, not a crash
         # Runtimes name the file they fail on; clients get it relative to the repository.
-        reason = catalog.public(f"{type(e).__name__}: {e}", servable.path.parent)
+        reason = catalog.without_paths(f"{type(e).__name__}: {e}", servable.path.parent)
         servable.state, servable.reason = UNAVAILABLE, reason
         return
     if servable.parity["verdict"] == FAIL:

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
-import threading
-import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -21,11 +18,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 import harness
-from serve import grpc_api, images, models, tfserving, v2
+from serve import images, models, tfserving, v2
+from serve.admission import RETRY_AFTER_S, Admission
 from serve.batching import QueueFull
-from serve.dataplane import BodyTimeout, BodyTooLarge
-from serve.metrics import render
-from serve.server import RETRY_AFTER_S, Server
+from serve.limits import BodyTimeout, BodyTooLarge
+from serve.metrics import Timed, render
+from serve.model_control import ModelControl
+from serve.registry import Registry
 
 log = logging.getLogger("serve")
 
@@ -39,24 +38,20 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def control_app(server: Server) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        # Live at once, ready when every variant has loaded and passed its check.
-        threading.Thread(target=server.load_all, name="load-variants", daemon=True).start()
-        async with grpc_api.running(server):  # stopped before the batchers close
-            yield
-        server.close()
-
+def fastapi_app(
+    registry: Registry, admission: Admission, model_control: ModelControl, lifespan=None
+) -> FastAPI:
+    """Every route but V2 infer; `lifespan` starts and stops what they share
+    (serve/app.py)."""
     app = FastAPI(title="tandem", lifespan=lifespan, docs_url="/docs", redoc_url=None)
-    handlers(app, server)
-    v2_routes(app, server)
-    tf_routes(app, server)
-    people_routes(app, server)
+    handlers(app, registry)
+    v2_routes(app, registry, model_control)
+    tf_routes(app, registry, admission)
+    upload_routes(app, registry)
     return app
 
 
-def handlers(app: FastAPI, server: Server) -> None:
+def handlers(app: FastAPI, registry: Registry) -> None:
     @app.exception_handler(v2.ProtocolError)
     async def protocol(request: Request, e: v2.ProtocolError):
         return error(e.status, str(e), getattr(e, "headers", None))
@@ -67,7 +62,7 @@ def handlers(app: FastAPI, server: Server) -> None:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, e: Exception):
-        return error(500, server.public(f"{type(e).__name__}: {e}"))
+        return error(500, registry.without_paths(f"{type(e).__name__}: {e}"))
 
     @app.exception_handler(images.ImageError)
     async def image(request: Request, e: images.ImageError):
@@ -88,15 +83,15 @@ def handlers(app: FastAPI, server: Server) -> None:
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, e: ClientDisconnect):
         # Nobody is left to answer; one line, not a traceback per dropped client.
-        log.info("client went away during %s %s", request.method, v2.shown(request.url.path))
+        log.info("client went away during %s %s", request.method, v2.quoted(request.url.path))
         return Response(status_code=499)
 
     @app.exception_handler(HTTPException)
     async def http(request: Request, e: HTTPException):
         if e.status_code == 404:
-            return error(404, f"no route {request.method} {v2.shown(request.url.path)}")
+            return error(404, f"no route {request.method} {v2.quoted(request.url.path)}")
         if e.status_code == 405:
-            return error(405, f"{request.method} is not allowed on {v2.shown(request.url.path)}")
+            return error(405, f"{request.method} is not allowed on {v2.quoted(request.url.path)}")
         return error(e.status_code, str(e.detail))
 
     @app.exception_handler(RequestValidationError)
@@ -105,17 +100,17 @@ def handlers(app: FastAPI, server: Server) -> None:
         return error(400, problems)
 
 
-def v2_routes(app: FastAPI, server: Server) -> None:
+def v2_routes(app: FastAPI, registry: Registry, model_control: ModelControl) -> None:
     @app.get("/v2/health/live")
     async def live():
         return {"live": True}
 
     @app.get("/v2/health/ready")
     async def ready():
-        reason = server.not_ready()
+        reason = registry.not_ready()
         if reason:
             return error(503, reason)
-        unproven = {s.name: models.inconclusive(s) for s in server.models.values()}
+        unproven = {s.name: models.inconclusive(s) for s in registry.models.values()}
         unproven = {name: why for name, why in unproven.items() if why}
         # Inconclusive variants serve (too few labelled images to judge is no defect),
         # and readiness says which and why.
@@ -128,17 +123,19 @@ def v2_routes(app: FastAPI, server: Server) -> None:
 
     @app.get("/v2/models/stats")  # before /v2/models/{name}, which would take "stats"
     async def all_stats():
-        return {"model_stats": [s.stats.triton(s.name, v2.VERSION) for s in server.models.values()]}
+        return {
+            "model_stats": [s.stats.triton(s.name, v2.VERSION) for s in registry.models.values()]
+        }
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str | None = None):
-        return server.get(name, version).metadata()
+        return registry.get(name, version).metadata()
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(name: str, version: str | None = None):
-        servable = server.get(name, version)
+        servable = registry.get(name, version)
         body = {"name": name, "ready": servable.ready}
         if not servable.ready:
             return JSONResponse(body | {"error": servable.reason}, 503)
@@ -149,8 +146,8 @@ def v2_routes(app: FastAPI, server: Server) -> None:
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_config(name: str, version: str | None = None):
         """This server's view in Triton's config shape: what it batches, and how."""
-        servable = server.get(name, version)
-        meta, c = servable.metadata(), server.config
+        servable = registry.get(name, version)
+        meta, c = servable.metadata(), registry.config
 
         def tensor(spec: dict) -> dict:
             return {
@@ -171,7 +168,7 @@ def v2_routes(app: FastAPI, server: Server) -> None:
     @app.get("/v2/models/{name}/stats")
     @app.get("/v2/models/{name}/versions/{version}/stats")
     async def model_stats(name: str, version: str | None = None):
-        return {"model_stats": [server.get(name, version).stats.triton(name, v2.VERSION)]}
+        return {"model_stats": [registry.get(name, version).stats.triton(name, v2.VERSION)]}
 
     @app.post("/v2/repository/index")
     async def index(request: Request):
@@ -181,68 +178,64 @@ def v2_routes(app: FastAPI, server: Server) -> None:
             raise v2.ProtocolError('request body must be {} or {"ready": true|false}')
         rows = [
             {"name": s.name, "version": v2.VERSION, "state": s.state, "reason": s.reason}
-            for s in server.models.values()
+            for s in registry.models.values()
             if not query.get("ready") or s.ready
         ]
         return rows
 
     # Off unless started with --model-control explicit; then token, Host and Origin
-    # are checked before the name is even looked at (serve/control.py).
+    # are checked before the name is even looked at (serve/model_control.py).
     @app.post("/v2/repository/models/{name}/load")
     async def load(request: Request, name: str):
-        server.model_control.authorize(request.headers)
-        fresh = await run_in_threadpool(server.reload, name)
+        model_control.authorize(request.headers)
+        fresh = await run_in_threadpool(registry.reload, name)
         if not fresh.ready:
             raise v2.ProtocolError(f"model {name} failed to load: {fresh.reason}")
         return {}
 
     @app.post("/v2/repository/models/{name}/unload")
     async def unload(request: Request, name: str):
-        server.model_control.authorize(request.headers)
-        server.unload(name)
+        model_control.authorize(request.headers)
+        registry.unload(name)
         return {}
 
     @app.get("/metrics")
     async def metrics():
-        return Response(render(server.metrics), media_type="text/plain; version=0.0.4")
+        return Response(render(registry.metrics), media_type="text/plain; version=0.0.4")
 
 
-def tf_routes(app: FastAPI, server: Server) -> None:
+def tf_routes(app: FastAPI, registry: Registry, admission: Admission) -> None:
     @app.get("/v1/models/{name}")
     @app.get("/v1/models/{name}/versions/{version}")
     async def status(name: str, version: str | None = None):
-        servable = server.get(name, version)
+        servable = registry.get(name, version)
         return tfserving.status(servable.ready, servable.reason)
 
     @app.get("/v1/models/{name}/metadata")
     @app.get("/v1/models/{name}/versions/{version}/metadata")
     async def metadata(name: str, version: str | None = None):
-        return tfserving.metadata(name, server.serving(name, version).manifest)
+        return tfserving.metadata(name, registry.serving(name, version).manifest)
 
     @app.post("/v1/models/{name}:predict")
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def predict(request: Request, name: str, version: str | None = None):
-        started, status, stats = time.perf_counter(), 200, server.unknown
-        try:
-            servable = server.serving(name, version)
-            stats = servable.stats
+        with Timed("tfserving", registry.unknown) as timed:
+            servable = registry.serving(name, version)
+            timed.stats = servable.stats
             body = await request.body()
-            batch, key = await server.offload(
+            batch, key = await admission.offload(
                 len(body), tfserving.parse_predict, body, servable.signature.input_name, json=True
             )
             logits = await servable.batcher.infer(servable.model.check_input(batch))
-            payload = await server.offload(
+            payload = await admission.offload(
                 logits.nbytes * 4, tfserving.encode, key, logits, json=True
             )
             return Response(payload, media_type="application/json")
-        except Exception as e:
-            status = getattr(e, "status", 400 if isinstance(e, ValueError) else 500)
-            raise
-        finally:
-            stats.request("tfserving", time.perf_counter() - started, status)
 
 
-def people_routes(app: FastAPI, server: Server) -> None:
+def upload_routes(app: FastAPI, registry: Registry) -> None:
+    """The web page, and the image upload it posts to (for people, not programs)."""
+
     @app.get("/", response_class=HTMLResponse)
     async def page():
         return HTMLResponse(PAGE.read_text(), headers={"Cache-Control": "no-cache"})
@@ -253,7 +246,7 @@ def people_routes(app: FastAPI, server: Server) -> None:
         """multipart/form-data: `image` (PNG or JPEG), optional `k` and `invert`."""
         form = await read_form(request)
         upload, k, invert = form["image"], form["k"], form["invert"]
-        chosen = [server.get(name)] if name else list(server.models.values())
+        chosen = [registry.get(name)] if name else list(registry.models.values())
         shapes = {s.model.input_shape for s in chosen if s.ready}
         # One decode per input shape, off the event loop: a large photo takes milliseconds.
         decoded = {
@@ -279,20 +272,17 @@ async def read_form(request: Request) -> dict:
         raise v2.ProtocolError("no file in the form field named image")
     k, invert = form.get("k", "3"), form.get("invert", "false")
     if not isinstance(k, str) or not k.isdigit() or not 1 <= int(k) <= MAX_TOP_K:
-        raise v2.ProtocolError(f"k must be an integer 1..{MAX_TOP_K}, got {v2.shown(k)}")
+        raise v2.ProtocolError(f"k must be an integer 1..{MAX_TOP_K}, got {v2.quoted(k)}")
     if invert not in ("true", "false"):
-        raise v2.ProtocolError(f"invert must be true or false, got {v2.shown(invert)}")
+        raise v2.ProtocolError(f"invert must be true or false, got {v2.quoted(invert)}")
     return {"image": await upload.read(), "k": int(k), "invert": invert == "true"}
 
 
-async def classify_one(servable, decoded: dict, k: int) -> dict:
-    started, status = time.perf_counter(), 200
-    try:
+async def classify_one(servable: models.Servable, decoded: dict, k: int) -> dict:
+    with Timed("upload", servable.stats) as timed:
         if not servable.ready:
-            status = 503
+            timed.status = 503
             return {"model": servable.name, "error": f"not ready: {servable.reason}"}
         model = servable.model
         logits = await servable.batcher.infer(decoded[model.input_shape])
         return {"model": servable.name, "top": harness.top_k(logits, model.labels, k)[0]}
-    finally:
-        servable.stats.request("upload", time.perf_counter() - started, status)

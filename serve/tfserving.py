@@ -28,7 +28,7 @@ def parse_predict(body: bytes, input_name: str) -> tuple[np.ndarray, str]:
         raise v2.ProtocolError("request body must be a JSON object with instances or inputs")
     signature = request.get("signature_name", SIGNATURE)
     if signature != SIGNATURE:
-        raise v2.ProtocolError(f"unknown signature_name {v2.shown(signature)}; use {SIGNATURE!r}")
+        raise v2.ProtocolError(f"unknown signature_name {v2.quoted(signature)}; use {SIGNATURE!r}")
     if ("instances" in request) == ("inputs" in request):
         raise v2.ProtocolError("request body needs exactly one of instances (row) or inputs")
     if "instances" in request:

@@ -28,7 +28,7 @@ from harness import top_k
 VERSION = "1"  # every variant folder holds one version, `1/` (Triton layout)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
-_SHOWN = 80  # characters of a bad value quoted back in an error
+_QUOTED = 80  # characters of a bad value quoted back in an error
 
 
 class ProtocolError(ValueError):
@@ -62,9 +62,10 @@ class Request:
     outputs: list[Output]
 
 
-def shown(value: object) -> str:
+def quoted(value: object) -> str:
+    """A client's value as an error quotes it back: its repr, cut at _QUOTED characters."""
     text = repr(value)
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+    return text if len(text) <= _QUOTED else text[:_QUOTED] + "..."
 
 
 def _reject_constant(name: str) -> float:
@@ -86,14 +87,14 @@ def _dict(value: object, what: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ProtocolError(f"{what} must be a JSON object, got {shown(value)}")
+        raise ProtocolError(f"{what} must be a JSON object, got {quoted(value)}")
     return value
 
 
 def _flag(params: dict, key: str, default: bool) -> bool:
     value = params.get(key, default)
     if not isinstance(value, bool):
-        raise ProtocolError(f"parameter {key} must be true or false, got {shown(value)}")
+        raise ProtocolError(f"parameter {key} must be true or false, got {quoted(value)}")
     return value
 
 
@@ -131,9 +132,11 @@ def pixels(images: np.ndarray, what: str) -> np.ndarray:
 def check_input(name: object, datatype: object, shape: object, sig: Signature) -> list[int]:
     """The input tensor's name, datatype and shape as declared, for REST and gRPC alike."""
     if name != sig.input_name:
-        raise ProtocolError(f"unknown input {shown(name)}; the model's input is {sig.input_name!r}")
+        raise ProtocolError(
+            f"unknown input {quoted(name)}; the model's input is {sig.input_name!r}"
+        )
     if datatype != "FP32":
-        raise ProtocolError(f"input {name}: datatype {shown(datatype)}, the model takes FP32")
+        raise ProtocolError(f"input {name}: datatype {quoted(datatype)}, the model takes FP32")
     return _shape(shape, name)
 
 
@@ -163,7 +166,7 @@ def _binary(body: bytes, start: int, size: object, shape: list[int], name: str) 
     count = math.prod(shape)
     if type(size) is not int or size != 4 * count:
         raise ProtocolError(
-            f"input {name}: binary_data_size {shown(size)} does not match shape {shape} "
+            f"input {name}: binary_data_size {quoted(size)} does not match shape {shape} "
             f"(FP32: {4 * count} bytes)"
         )
     have = len(body) - start
@@ -182,7 +185,7 @@ def header_end(body: bytes, header_length: bytes | None) -> int:
         return len(body)
     text = header_length.decode("latin-1")
     if not text.isdigit():
-        raise ProtocolError(f"{HEADER_LENGTH} must be a non-negative integer, got {shown(text)}")
+        raise ProtocolError(f"{HEADER_LENGTH} must be a non-negative integer, got {quoted(text)}")
     end = int(text)
     if not 0 < end <= len(body):
         raise ProtocolError(f"{HEADER_LENGTH} {end} does not fit a body of {len(body)} bytes")
@@ -212,7 +215,7 @@ def parse_request(body: bytes, header_length: bytes | None, sig: Signature) -> R
         images = decode(tensor["data"], shape, name)
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError(f"id must be a string, got {shown(request_id)}")
+        raise ProtocolError(f"id must be a string, got {quoted(request_id)}")
     return Request(request_id, images, parse_outputs(header, sig))
 
 
@@ -226,13 +229,14 @@ def parse_outputs(header: dict, sig: Signature) -> list[Output]:
     output = _dict(requested[0], "output")
     if output.get("name") != sig.output_name:
         raise ProtocolError(
-            f"unknown output {shown(output.get('name'))}; the model's output is {sig.output_name!r}"
+            f"unknown output {quoted(output.get('name'))}; "
+            f"the model's output is {sig.output_name!r}"
         )
     params = _dict(output.get("parameters"), "output parameters")
     k = params.get("classification", 0)
     if type(k) is not int or not 0 <= k <= len(sig.labels):
         raise ProtocolError(
-            f"classification must be an integer 1..{len(sig.labels)}, got {shown(k)}"
+            f"classification must be an integer 1..{len(sig.labels)}, got {quoted(k)}"
         )
     return [Output(sig.output_name, _flag(params, "binary_data", binary), k)]
 

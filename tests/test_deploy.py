@@ -33,7 +33,8 @@ from deploy import (
     manifests,
 )
 from export import repository
-from serve.server import ServeConfig
+from serve.app import create_app
+from serve.config import ServeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "docker" / "serve.Dockerfile"
@@ -178,10 +179,7 @@ def test_every_manifest_reads_the_same_repository():
 
 
 def test_probes_are_routes_of_the_server():
-    from serve.routes import control_app
-    from serve.server import Server
-
-    app = control_app(Server(ServeConfig(repository=Path("/nonexistent"))))
+    app = create_app(ServeConfig(repository=Path("/nonexistent"))).api
     routes = {r.path for r in app.routes if "GET" in getattr(r, "methods", ())}
     for where, container in serving_containers().items():
         assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready", where

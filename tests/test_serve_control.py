@@ -12,7 +12,7 @@ import httpx
 import pytest
 from serve_live import Live, subset
 
-from serve import control
+from serve import model_control
 from serve.__main__ import parse
 
 MODELS = ["torch.onnx", "torch.tflite"]
@@ -60,7 +60,7 @@ def explicit(repo, tmp_path_factory):
     """Control on, the token from the environment (as docs/serving.md advises)."""
     log = tmp_path_factory.mktemp("log") / "log"
     with pytest.MonkeyPatch.context() as env:
-        env.setenv(control.TOKEN_ENV, TOKEN)
+        env.setenv(model_control.TOKEN_ENV, TOKEN)
         server = Live(repo, "--golden", "none", "--model-control", "explicit", log=log)
     with server:
         yield server
@@ -160,9 +160,9 @@ def test_token_never_in_the_log(explicit):
 
 
 def run_serve(*argv: str, token: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != control.TOKEN_ENV}
+    env = {k: v for k, v in os.environ.items() if k != model_control.TOKEN_ENV}
     if token is not None:
-        env[control.TOKEN_ENV] = token
+        env[model_control.TOKEN_ENV] = token
     cmd = [sys.executable, "-m", "serve", *argv]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
 
@@ -170,14 +170,14 @@ def run_serve(*argv: str, token: str | None = None) -> subprocess.CompletedProce
 def test_explicit_without_a_token_will_not_start(tmp_path):
     done = run_serve("--repository", str(tmp_path), "--model-control", "explicit")
     assert done.returncode != 0
-    assert control.TOKEN_ENV in done.stderr and "--control-token" in done.stderr
+    assert model_control.TOKEN_ENV in done.stderr and "--control-token" in done.stderr
     assert "secrets.token_urlsafe" in done.stderr  # says how to make one
 
 
 def test_help_never_prints_the_token(tmp_path):
     done = run_serve("--help", token=TOKEN)
     assert done.returncode == 0 and "--model-control" in done.stdout
-    assert TOKEN not in done.stdout and f"${control.TOKEN_ENV}" in done.stdout
+    assert TOKEN not in done.stdout and f"${model_control.TOKEN_ENV}" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -195,7 +195,7 @@ def test_help_never_prints_the_token(tmp_path):
     ids=["short", "space", "token-without-explicit", "unknown-mode"],
 )
 def test_bad_control_flags_say_what_to_fix(argv, words, secret, capsys, monkeypatch):
-    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(model_control.TOKEN_ENV, raising=False)
     with pytest.raises(SystemExit) as e:
         parse(argv)
     assert e.value.code != 0
@@ -204,7 +204,7 @@ def test_bad_control_flags_say_what_to_fix(argv, words, secret, capsys, monkeypa
 
 
 def test_token_from_the_environment(monkeypatch):
-    monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(model_control.TOKEN_ENV, TOKEN)
     config = parse(["--model-control", "explicit"])
     assert config.control_token == TOKEN and TOKEN not in repr(config)
     assert parse([]).control_token is None  # control off: the variable is not read
@@ -229,4 +229,4 @@ def test_token_from_the_environment(monkeypatch):
     ],
 )
 def test_host_names_this_server(bind, host, ok):
-    assert control.ModelControl("explicit", TOKEN, bind, 8000).ours(host) is ok
+    assert model_control.ModelControl("explicit", TOKEN, bind, 8000).ours(host) is ok

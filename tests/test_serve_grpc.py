@@ -21,7 +21,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 import harness
-from serve import grpc_api, v2
+from serve import grpc_api, metrics, v2
 from serve.batching import QueueFull
 
 pytestmark = pytest.mark.slow  # needs the exported repository and live servers
@@ -219,7 +219,7 @@ def test_malformed_request_gets_a_status_naming_the_problem(stub, message, code,
     ids=["400", "404", "413", "503", "contract", "queue-full", "runtime"],
 )
 def test_errors_map_to_the_http_status_and_its_code(error, code):
-    assert grpc_api.code_of(grpc_api.status_of(error)) == code
+    assert grpc_api.code_of(metrics.status_of(error)) == code
 
 
 def test_tritonclient_sees_the_status(client):

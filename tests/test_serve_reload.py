@@ -18,7 +18,8 @@ from serve_live import subset
 
 from contract.formats import EDGE_FORMATS, FORMAT_NAMES
 from contract.names import variant_name
-from serve.server import ServeConfig, create_app
+from serve.app import create_app
+from serve.config import ServeConfig
 
 pytestmark = pytest.mark.slow
 NAMES = [variant_name("torch", f) for f in FORMAT_NAMES if f not in EDGE_FORMATS]  # served ones
@@ -72,7 +73,7 @@ async def churn(server, stop: asyncio.Event) -> int:
 def test_reload_and_unload_never_fail_a_request(serve_root, tmp_path):
     repo = subset(serve_root / "repo", tmp_path / "repo", NAMES)
     app = create_app(ServeConfig(repository=repo, golden=None, threads=1))
-    server = app.server
+    server = app.registry
     server.load_all()
     assert not server.not_ready(), server.not_ready()
 

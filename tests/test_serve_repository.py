@@ -16,7 +16,8 @@ from serve_live import Live, subset
 
 from export import repository
 from serve import catalog
-from serve.server import ServeConfig, create_app
+from serve.app import create_app
+from serve.config import ServeConfig
 
 MANIFEST = repository.MANIFEST_FILE
 INPUT = {"name": "images", "datatype": "FP32", "shape": [1, 8, 8, 1], "data": [0.0] * 64}
@@ -91,7 +92,7 @@ def test_scan_says_why_it_refuses(tmp_path):
 
 def test_shadowed_names_cover_the_route_table(tmp_path):
     """Every fixed path segment where a model name goes is refused as a name."""
-    app = create_app(ServeConfig(repository=tmp_path)).control
+    app = create_app(ServeConfig(repository=tmp_path)).api
     prefixes = ("/v2/models/", "/v1/models/", "/classify/", "/v2/repository/models/")
     fixed = set()
     for route in app.routes:
@@ -103,13 +104,13 @@ def test_shadowed_names_cover_the_route_table(tmp_path):
     assert fixed == set(catalog.SHADOWED)
 
 
-def test_public_takes_the_repository_out(tmp_path):
+def test_without_paths_takes_the_repository_out(tmp_path):
     real = tmp_path / "real"
     real.mkdir()
     link = tmp_path / "link"
     link.symlink_to(real)
     said = f"Load model from {real}/torch.onnx/1/model.onnx failed; {link} is unreadable"
-    assert catalog.public(said, link) == (
+    assert catalog.without_paths(said, link) == (
         "Load model from torch.onnx/1/model.onnx failed; the model repository is unreadable"
     )
 

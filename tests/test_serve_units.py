@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tritonclient.http import InferResult
 
+from harness.golden import Saved
 from serve import models, v2
 from serve.batching import Batcher, QueueFull
 
@@ -170,10 +171,10 @@ def test_golden_replay_that_disagrees_keeps_a_variant_out(serve_root, tmp_path):
     saved["reference_torch"] = saved["reference_torch"] + 1.0
     np.savez(tmp_path / "golden.npz", **saved)
     servable = models.Servable("torch.onnx", root / "repo" / "torch.onnx")
-    models.load(servable, models.Golden(tmp_path / "golden.npz"), 1, 8, 0.0)
+    models.load(servable, Saved(tmp_path / "golden.npz"), 1, 8, 0.0)
     assert servable.state == models.UNAVAILABLE
     assert "golden replay" in servable.reason and "max abs diff" in servable.reason
     good = models.Servable("torch.onnx", root / "repo" / "torch.onnx")
-    models.load(good, models.Golden(root / "golden.npz"), 1, 8, 0.0)
+    models.load(good, Saved(root / "golden.npz"), 1, 8, 0.0)
     assert good.ready, good.reason
     good.batcher.close()

@@ -49,7 +49,8 @@ def test_serving_stack_imports_without_frameworks():
     code = f"""
 import serve.__main__, serve.routes, harness.parity
 from pathlib import Path
-from serve.server import ServeConfig, create_app
+from serve.app import create_app
+from serve.config import ServeConfig
 create_app(ServeConfig(repository=Path("/nonexistent")))
 leaked = sorted(m for m in sys.modules if m.partition(".")[0] in {BLOCKED!r})
 assert not leaked, leaked

@@ -128,7 +128,7 @@ class ModelControl:
         host, origin = headers.get("host", ""), headers.get("origin")
         if not self.ours(host):
             raise Refused(
-                f"Host {v2.shown(host)} does not name this server; address it as "
+                f"Host {v2.quoted(host)} does not name this server; address it as "
                 f"{self.address} to load or unload models",
                 403,
             )
@@ -136,7 +136,7 @@ class ModelControl:
             origin.lower().startswith("http://") and self.ours(origin[len("http://") :])
         ):
             raise Refused(
-                f"Origin {v2.shown(origin)} is not this server: model control does not "
+                f"Origin {v2.quoted(origin)} is not this server: model control does not "
                 "answer other sites' pages",
                 403,
             )
