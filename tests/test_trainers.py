@@ -113,17 +113,3 @@ def test_device_cuda_without_a_gpu_says_so(tmp_path, trainer):
 
         # tensorflow-cpu can never see one: the message names the install that can
         assert ("make setup GPU=1" in str(e.value)) != tf.test.is_built_with_cuda()
-
-
-def test_tensorflow_then_triton_loads(tmp_path):
-    """The GPU install holds torch's triton and a TensorFlow that loads its LLVM globally;
-    importing `train` first (train/__init__.py) keeps `import triton` from crashing."""
-    import importlib.util
-    import subprocess
-    import sys
-
-    if not importlib.util.find_spec("triton"):
-        pytest.skip("no triton here: only torch's CUDA build brings it (make setup GPU=1)")
-    code = "import train, tensorflow, triton"
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
