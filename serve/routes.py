@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -28,7 +28,9 @@ from serve.registry import Registry
 
 log = logging.getLogger("serve")
 
-PAGE = Path(__file__).with_name("static") / "index.html"
+STATIC = Path(__file__).with_name("static")
+PAGE, PAD = STATIC / "index.html", STATIC / "pad.js"  # the pad is the web site's too
+NO_CACHE = {"Cache-Control": "no-cache"}
 MAX_TOP_K = 10
 
 
@@ -238,7 +240,11 @@ def upload_routes(app: FastAPI, registry: Registry) -> None:
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
-        return HTMLResponse(PAGE.read_text(), headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(PAGE.read_text(), headers=NO_CACHE)
+
+    @app.get("/pad.js")
+    async def pad():
+        return FileResponse(PAD, media_type="text/javascript", headers=NO_CACHE)
 
     @app.post("/classify")
     @app.post("/classify/{name}")

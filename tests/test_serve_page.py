@@ -3,15 +3,12 @@ and see every variant's top-1 and probability, and whether they agree."""
 
 from __future__ import annotations
 
-import io
 import os
 
-import numpy as np
 import pytest
-from PIL import Image
+from pages import digit_file, draw_a_one, upload
 from serve_live import Live, subset
 
-from contract.datasets import load_digits
 from harness.browser import CHROMIUM, FLAGS  # the one headless-Chromium recipe
 
 NAMES = ["torch.onnx", "torch.tflite", "torch.tflite-int8"]
@@ -80,13 +77,7 @@ def check_shown(page, answer: dict) -> None:
 
 
 def test_draw_a_digit(page, tmp_path):
-    box = page.locator("#pad").bounding_box()
-    x, top = box["x"] + box["width"] / 2, box["y"] + 40
-    page.mouse.move(x, top)
-    page.mouse.down()
-    for step in range(1, 11):  # a vertical stroke: a "1"
-        page.mouse.move(x, top + step * 17)
-    page.mouse.up()
+    draw_a_one(page)
     with page.expect_response("**/classify") as response:
         page.click("#classify")
     assert response.value.status == 200
@@ -98,16 +89,8 @@ def test_draw_a_digit(page, tmp_path):
 
 
 def test_upload_a_digit(page):
-    digits = load_digits()
-    image = Image.fromarray(digits.images[21, :, :, 0].astype(np.uint8)).resize(
-        (64, 64), Image.NEAREST
-    )
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
     with page.expect_response("**/classify") as response:
-        page.set_input_files(
-            "#file", files=[{"name": "d.png", "mimeType": "image/png", "buffer": buffer.getvalue()}]
-        )
+        upload(page, digit_file())
     answer = response.value.json()
     assert response.value.status == 200 and len(answer["results"]) == len(NAMES)
     page.wait_for_function(
@@ -120,9 +103,7 @@ def test_upload_a_digit(page):
 
 def test_bad_upload_shows_the_error(page):
     with page.expect_response("**/classify") as response:
-        page.set_input_files(
-            "#file", files=[{"name": "x.txt", "mimeType": "text/plain", "buffer": b"not an image"}]
-        )
+        upload(page, b"not an image", "x.txt", "text/plain")
     assert response.value.status == 415
     page.wait_for_function("document.getElementById('error').textContent.length > 0")
     assert "not a PNG or JPEG" in page.locator("#error").inner_text()

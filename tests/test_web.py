@@ -6,17 +6,15 @@ parity gate (every in-browser variant within its profile)."""
 from __future__ import annotations
 
 import functools
-import io
 import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from PIL import Image
+from pages import digit_file, draw_a_one, upload
 
 import harness
-from contract.datasets import load_digits
 from contract.formats import FORMATS
 from contract.names import TRAINERS
 from harness import browser
@@ -47,13 +45,6 @@ def opened(digits_site):
 @pytest.fixture(scope="module")
 def page(opened):
     return opened.page
-
-
-def png(pixels: np.ndarray, size: int = 64) -> bytes:
-    image = Image.fromarray(pixels.astype(np.uint8)).resize((size, size), Image.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def shown(page) -> dict[str, list[str]]:
@@ -93,13 +84,7 @@ def test_site_holds_the_page_the_runtime_files_and_the_models(digits_site):
 
 
 def test_draw_a_digit(page, digits_repo):
-    box = page.locator("#pad").bounding_box()
-    x, top = box["x"] + box["width"] / 2, box["y"] + 40
-    page.mouse.move(x, top)
-    page.mouse.down()
-    for step in range(1, 11):  # a vertical stroke: a "1"
-        page.mouse.move(x, top + step * 17)
-    page.mouse.up()
+    draw_a_one(page)
     page.click("#classify")
     page.wait_for_function(ROWS)
     check_against_python(page, digits_repo[1])
@@ -108,13 +93,11 @@ def test_draw_a_digit(page, digits_repo):
 
 def test_upload_is_seen_as_the_server_sees_it(page, digits_repo):
     """The page resizes an upload exactly as the server does (PIL's luma and bilinear)."""
-    data = png(load_digits().images[21, :, :, 0])
+    data = digit_file()
     page.evaluate(
         "tandem.lastInput = null; document.querySelector('#results tbody').replaceChildren()"
     )
-    page.set_input_files(
-        "#file", files=[{"name": "d.png", "mimeType": "image/png", "buffer": data}]
-    )
+    upload(page, data)
     page.wait_for_function(ROWS)
     seen = np.array(page.evaluate("tandem.lastInput"), np.float32).reshape(1, 8, 8, 1)
     np.testing.assert_array_equal(seen, images.decode(data, (8, 8, 1)))

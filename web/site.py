@@ -1,8 +1,9 @@
-"""Build the static site: the page (web/src), the runtime files it loads from the npm
-packages (web/node_modules, installed by `npm ci` from the committed lock file), and every
-variant an in-browser runtime can run, copied from the model repository.
+"""Build the static site: the page (web/src, and the drawing pad it shares with the server's
+page, serve/static/pad.js), the runtime files it loads from the npm packages
+(web/node_modules, installed by `npm ci` from the committed lock file), and every variant an
+in-browser runtime can run, copied from the model repository.
 
-artifacts/web/index.html, app.js, engines.js, pixels.js
+artifacts/web/index.html, app.js, engines.js, pixels.js, pad.js
 artifacts/web/models.json                      # the variants the page loads
 artifacts/web/models/<variant>/<file>          # model.onnx | model.b1.tflite, model.b64.tflite
 artifacts/web/vendor/...                       # VENDOR: nothing else from node_modules
@@ -23,6 +24,12 @@ from harness.browser import SITE_INDEX
 
 WEB = Path(__file__).resolve().parent
 SOURCE = WEB / "src"
+# {file of the page: its one source}. The pad is the server page's too; the server serves it
+# from its own package (the serving image holds no web/).
+PAGE_SOURCES = {
+    **{name: SOURCE / name for name in ("index.html", "app.js", "engines.js", "pixels.js")},
+    "pad.js": WEB.parent / "serve" / "static" / "pad.js",
+}
 NODE_MODULES = WEB / "node_modules"
 # {path in the site: path under node_modules}: the only npm files the page fetches. ORT's
 # wasm bundle embeds its loader; LiteRT.js picks the relaxed-SIMD build where the browser
@@ -40,8 +47,7 @@ VENDOR = {
         for name in (f"{stem}.js", f"{stem}.wasm")
     },
 }
-PAGE = ("index.html", "app.js", "engines.js", "pixels.js")
-PAGE_FILES = (*PAGE, SITE_INDEX)  # the page a visitor loads, before runtimes and models
+PAGE_FILES = (*PAGE_SOURCES, SITE_INDEX)  # the page a visitor loads, before runtimes and models
 
 
 class SiteError(RuntimeError):
@@ -95,9 +101,9 @@ def build(repository_dir: Path, out: Path, node_modules: Path = NODE_MODULES) ->
     staged = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(staged, ignore_errors=True)
     try:
-        for name in PAGE:
+        for name, source in PAGE_SOURCES.items():
             (staged / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(SOURCE / name, staged / name)
+            shutil.copy2(source, staged / name)
         for site_path, rel in VENDOR.items():
             (staged / site_path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(node_modules / rel, staged / site_path)

@@ -3,9 +3,13 @@
 // per image, and the image the models see. `window.tandem` is the same machinery for the
 // browser parity check and the benchmark (harness/browser.py).
 import { ENGINES } from "./engines.js";
+import { mountPad } from "./pad.js";
 import { toModelInput } from "./pixels.js";
 
 const $ = (id) => document.getElementById(id);
+// The pad first (serve/static/pad.js); "Classify" waits until every variant has loaded.
+const controls = mountPad($("pad-box"));
+controls.classify.disabled = true;
 const engines = new Map();
 let queue = Promise.resolve(); // one runtime call at a time: a session is not re-entrant
 
@@ -98,7 +102,7 @@ async function classify(source) {
   const scratch = new OffscreenCanvas(width, height).getContext("2d");
   scratch.drawImage(source, 0, 0);
   const rgba = scratch.getImageData(0, 0, width, height).data;
-  const invert = $("invert").checked;
+  const invert = controls.invert.checked;
   const body = document.querySelector("#results tbody");
   const rows = [];
   for (const [name, engine] of engines) {
@@ -149,36 +153,8 @@ window.tandem.ready = load().catch((e) => {
   throw e;
 });
 
-// The drawing pad: light ink on black, like the training data.
-const pad = $("pad");
-const ctx = pad.getContext("2d");
-let drawing = false;
-
-function clearPad() {
-  ctx.fillStyle = "#000";
-  ctx.fillRect(0, 0, pad.width, pad.height);
-}
-
-function point(event) {
-  const box = pad.getBoundingClientRect();
-  return [event.clientX - box.left, event.clientY - box.top];
-}
-
-pad.addEventListener("pointerdown", (e) => {
-  drawing = true;
-  Object.assign(ctx, { strokeStyle: "#fff", lineWidth: 22, lineCap: "round" });
-  ctx.beginPath();
-  ctx.moveTo(...point(e));
-});
-pad.addEventListener("pointermove", (e) => {
-  if (!drawing) return;
-  ctx.lineTo(...point(e));
-  ctx.stroke();
-});
-window.addEventListener("pointerup", () => { drawing = false; });
-$("clear").addEventListener("click", clearPad);
-$("classify").addEventListener("click", () => classify(pad));
-$("file").addEventListener("change", async (e) => {
+controls.classify.addEventListener("click", () => classify(controls.pad));
+controls.file.addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
   try {
@@ -189,4 +165,3 @@ $("file").addEventListener("change", async (e) => {
     $("error").textContent = `cannot read ${file.name}: ${err.message}`;
   }
 });
-clearPad();

@@ -1,6 +1,6 @@
 // An image as the model sees it: float32 [H, W, C], raw pixels 0..255, made the way the
-// server makes it from an upload (train.data.to_pixels: PIL's convert("L" | "RGB"), then
-// its bilinear resize), so the page and the server classify the same 8x8 image.
+// server makes it from an upload (contract/pixels.py: PIL's convert("L" | "RGB"), then its
+// bilinear resize), so the page and the server classify the same 8x8 image.
 
 // PIL converts RGB to "L" with ITU-R 601-2 luma in 16-bit fixed point.
 function luma(r, g, b) {
