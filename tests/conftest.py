@@ -98,6 +98,15 @@ def serve_root(digits_repo, tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def pair(serve_root, tmp_path_factory):
+    """A repository of copies of two variants (serve_live.PAIR), for the servers a module's
+    tests abuse (limits, connections)."""
+    from serve_live import PAIR, subset
+
+    return subset(serve_root / "repo", tmp_path_factory.mktemp("pair") / "repo", list(PAIR))
+
+
 @pytest.fixture(scope="session")
 def digits_site(digits_repo, tmp_path_factory):
     """(site folder, {path: bytes}): the static site built from the digits repository with

@@ -1,23 +1,21 @@
 """The server, live on loopback, against real clients: tritonclient (binary and JSON),
-TF Serving REST, image upload, dynamic batching, metrics, readiness."""
+TF Serving REST, image upload, dynamic batching, metrics, unload and load. A variant that
+cannot serve: tests/test_serve_repository.py; 3-channel variants: tests/test_serve_rgb.py."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import re
-import time
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from PIL import Image
+from pages import digit_file
 from prometheus_client.parser import text_string_to_metric_families
-from serve_live import VARIANTS, Live, subset
+from serve_live import VARIANTS, Live, infer, seeded
 
 import harness
-from contract.datasets import load_digits
 from serve import images
 
 pytestmark = pytest.mark.slow  # trains and exports a repository, starts servers
@@ -49,17 +47,6 @@ def client(live):
 def local(root):
     """The same variants in this process: what the server must reproduce."""
     return {name: harness.load(root / "repo" / name, threads=1) for name in VARIANTS}
-
-
-def seeded(n: int = BATCH, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 255, (n, 8, 8, 1)).astype(np.float32)
-
-
-def infer(client, model: str, x: np.ndarray, binary: bool, k: int = 0, **kw):
-    tensor = triton.InferInput("images", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x, binary_data=binary)
-    out = triton.InferRequestedOutput("logits", binary_data=binary, class_count=k)
-    return client.infer(model, [tensor], outputs=[out], **kw)
 
 
 def test_server_health_and_metadata(client):
@@ -144,18 +131,8 @@ def test_tfserving(live, local):
                 np.testing.assert_array_equal(np.float32(r.json()[key]), want)
 
 
-def digit_file(fmt: str, index: int = 5) -> tuple[bytes, np.ndarray]:
-    """A real digit scaled up to 64x64, as a PNG or JPEG file, and its label."""
-    digits = load_digits()
-    image = Image.fromarray(digits.images[index, :, :, 0].astype(np.uint8))
-    image = image.resize((64, 64), Image.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue(), digits.labels[index]
-
-
 def test_upload_every_variant(live, local):
-    data, _ = digit_file("PNG")
+    data = digit_file(5)
     r = httpx.post(f"{live.url}/classify", files={"image": ("d.png", data)}, data={"k": "2"})
     assert r.status_code == 200, r.text
     answer = r.json()
@@ -170,7 +147,7 @@ def test_upload_every_variant(live, local):
 
 
 def test_upload_one_variant_jpeg(live, local):
-    data, _ = digit_file("JPEG", index=11)
+    data = digit_file(11, "JPEG")
     r = httpx.post(f"{live.url}/classify/torch.onnx", files={"image": ("d.jpg", data)})
     assert r.status_code == 200, r.text
     [row] = r.json()["results"]
@@ -238,52 +215,6 @@ def test_metrics(live, client):
     )
     assert value("tandem_batch_size", "tandem_batch_size_count", model="torch.onnx") >= 1
     assert value("tandem_model_ready", "tandem_model_ready", model="torch.onnx") == 1.0
-
-
-def test_unready_variant_is_refused_with_its_reason(root, tmp_path):
-    repo = subset(root / "repo", tmp_path / "repo", ["torch.onnx", "torch.tflite"])
-    with (repo / "torch.tflite" / "1" / "model.tflite").open("ab") as f:
-        f.write(b"\0")  # tampered after export: the sha256 no longer matches
-    server = Live(repo, "--golden", "none", log=tmp_path / "server.log")
-    try:
-        server.wait("/v2/health/live")
-        for _ in range(300):  # loading runs after start-up; bounded at about a minute
-            status, body = server.get("/v2/health/ready")
-            if "loading" not in body.get("error", ""):
-                break
-            time.sleep(0.2)
-        assert status == 503 and "torch.tflite" in body["error"]
-        status, body = server.get("/v2/models/torch.tflite/ready")
-        assert status == 503 and body["ready"] is False and "sha256" in body["error"]
-        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
-        with pytest.raises(triton.InferenceServerException, match=r"not ready.*sha256") as e:
-            infer(client, "torch.tflite", seeded(1), True)
-        assert e.value.status() == "503"
-        assert infer(client, "torch.onnx", seeded(1), True).as_numpy("logits").shape == (1, 10)
-    finally:
-        server.stop()
-
-
-def test_three_channel_variants(rgb_repo, tmp_path):
-    """RGB 16x16: tensors and an uploaded colour image reach the model in NHWC order."""
-    repo = subset(rgb_repo[1], tmp_path / "repo", ["torch.onnx", "torch.tflite"])
-    with Live(repo, "--golden", "none", log=tmp_path / "server.log") as server:
-        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
-        rng = np.random.default_rng(3)
-        x = rng.uniform(0, 255, (5, 16, 16, 3)).astype(np.float32)
-        buffer = io.BytesIO()
-        Image.fromarray(x[0].astype(np.uint8), "RGB").save(buffer, format="PNG")
-        answer = httpx.post(f"{server.url}/classify", files={"image": ("c.png", buffer.getvalue())})
-        assert answer.status_code == 200, answer.text
-        tops = {row["model"]: row["top"] for row in answer.json()["results"]}
-        for name in ("torch.onnx", "torch.tflite"):
-            assert client.get_model_metadata(name)["inputs"][0]["shape"] == [-1, 16, 16, 3]
-            model = harness.load(repo / name, threads=1)
-            got = infer(client, name, x, True).as_numpy("logits")
-            np.testing.assert_array_equal(got, model.predict(x))
-            image = images.decode(buffer.getvalue(), (16, 16, 3))
-            np.testing.assert_array_equal(image, x[:1].astype(np.uint8))
-            assert tops[name] == model.classify(image, k=3)[0]
 
 
 def test_unload_and_load_again(client, local):

@@ -6,9 +6,6 @@ requests answered with a status code and a message while the server keeps servin
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 
 import grpc
 import httpx
@@ -16,7 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from prometheus_client.parser import text_string_to_metric_families
-from serve_live import VARIANTS, Live, free_port, subset
+from serve_live import VARIANTS, Live, infer, seeded
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
@@ -32,19 +29,12 @@ MODEL = "torch.onnx"
 Code = grpc.StatusCode
 
 
-def start(repo, log, *flags: str) -> tuple[Live, str]:
-    port = free_port()
-    server = Live(repo, "--grpc-port", str(port), *flags, log=log)
-    return server, f"127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def live(serve_root, tmp_path_factory):
     log = tmp_path_factory.mktemp("grpc") / "server.log"
     golden = str(serve_root / "golden.npz")
     limits = ["--max-body-mb", str(LIMIT_MB), "--max-inflight-mb", str(INFLIGHT_MB)]
-    server, target = start(serve_root / "repo", log, "--golden", golden, *limits)
-    server.target = target
+    server = Live(serve_root / "repo", "--golden", golden, *limits, log=log, grpc=True)
     with server:
         yield server
 
@@ -64,17 +54,6 @@ def stub(live):
 def local(serve_root):
     """The same variants in this process: what the server must reproduce."""
     return {name: harness.load(serve_root / "repo" / name, threads=1) for name in VARIANTS}
-
-
-def seeded(n: int = BATCH, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 255, (n, 8, 8, 1)).astype(np.float32)
-
-
-def infer(client, model: str, x: np.ndarray, k: int = 0, **kw):
-    tensor = triton.InferInput("images", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x)  # raw_input_contents: tritonclient.grpc's only way
-    out = triton.InferRequestedOutput("logits", class_count=k)
-    return client.infer(model, [tensor], outputs=[out], **kw)
 
 
 def test_health_metadata_and_index(client):
@@ -293,51 +272,3 @@ def test_metrics_and_still_serving_after_abuse(live, client):
     assert value("tandem_request_errors_total", model=MODEL, code="400") >= 20
     stats = client.get_inference_statistics(MODEL).model_stats[0].inference_stats
     assert stats.fail.count >= 20
-
-
-def test_unready_variant_is_refused_with_its_reason(serve_root, tmp_path):
-    repo = subset(serve_root / "repo", tmp_path / "repo", [MODEL, "torch.tflite"])
-    with (repo / "torch.tflite" / "1" / "model.tflite").open("ab") as f:
-        f.write(b"\0")  # tampered after export: the sha256 no longer matches
-    server, target = start(repo, tmp_path / "server.log", "--golden", "none")
-    try:
-        server.wait("/v2/health/live")
-        client = triton.InferenceServerClient(target)
-        for _ in range(300):  # loading runs after start-up; bounded at about a minute
-            states = {m.name: m for m in client.get_model_repository_index().models}
-            if "LOADING" not in {m.state for m in states.values()}:
-                break
-            time.sleep(0.2)
-        assert states["torch.tflite"].state == "UNAVAILABLE"
-        assert "sha256" in states["torch.tflite"].reason
-        assert not client.is_server_ready() and not client.is_model_ready("torch.tflite")
-        with pytest.raises(triton.InferenceServerException, match=r"not ready.*sha256") as e:
-            infer(client, "torch.tflite", seeded(1))
-        assert e.value.status() == "StatusCode.UNAVAILABLE"
-        with grpc.insecure_channel(target) as channel:  # tritonclient cannot ask ready-only
-            index = pb_grpc.GRPCInferenceServiceStub(channel).RepositoryIndex(
-                pb.RepositoryIndexRequest(ready=True)
-            )
-        assert [m.name for m in index.models] == [MODEL]
-        assert infer(client, MODEL, seeded(1)).as_numpy("logits").shape == (1, 10)
-    finally:
-        server.stop()
-
-
-def test_taken_port_fails_start_up(serve_root, tmp_path):
-    """A second server on a taken gRPC port exits with the reason, rather than starting
-    and sharing the port (grpc's SO_REUSEPORT default would allow it)."""
-    with socket.socket() as held:
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as another gRPC server
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        repo = subset(serve_root / "repo", tmp_path / "repo", [MODEL])
-        log = tmp_path / "server.log"
-        server = Live(repo, "--grpc-port", str(port), "--golden", "none", log=log)
-        try:
-            assert server.proc.wait(120) != 0
-        except subprocess.TimeoutExpired:
-            server.stop()
-            raise
-    assert f"127.0.0.1:{port}" in log.read_text()

@@ -1,6 +1,7 @@
 """Repository scanning says what it refuses and why: folders without a manifest, manifests
-that do not read, symlinks out of a variant, names a route would shadow. Each is listed
-UNAVAILABLE with its reason, logged once, and answered 503; no answer names a path."""
+that do not read, symlinks out of a variant, names a route would shadow, a file changed
+after export. Each is listed UNAVAILABLE with its reason, logged once, and answered 503;
+no answer names a path."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_live import Live, subset
+import tritonclient.http as triton
+from serve_live import Live, infer, seeded, subset, tamper
 
 from export import repository
 from serve import catalog
@@ -228,3 +230,27 @@ def test_no_answer_names_a_filesystem_path(broken, tmp_path_factory):
     assert len(BODIES) > 30
     for body in BODIES:
         assert not any(place in body for place in places), body
+
+
+@pytest.mark.slow
+def test_a_tampered_variant_is_refused_with_its_reason(serve_root, tmp_path):
+    repo = subset(serve_root / "repo", tmp_path / "repo", ["torch.onnx", "torch.tflite"])
+    tamper(repo / "torch.tflite")
+    server = Live(repo, "--golden", "none", log=tmp_path / "server.log")
+    try:
+        server.wait("/v2/health/live")
+        for _ in range(300):  # loading runs after start-up; bounded at about a minute
+            status, body = server.get("/v2/health/ready")
+            if "loading" not in body.get("error", ""):
+                break
+            time.sleep(0.2)
+        assert status == 503 and "torch.tflite" in body["error"]
+        status, body = server.get("/v2/models/torch.tflite/ready")
+        assert status == 503 and body["ready"] is False and "sha256" in body["error"]
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        with pytest.raises(triton.InferenceServerException, match=r"not ready.*sha256") as e:
+            infer(client, "torch.tflite", seeded(1), True)
+        assert e.value.status() == "503"
+        assert infer(client, "torch.onnx", seeded(1), True).as_numpy("logits").shape == (1, 10)
+    finally:
+        server.stop()
