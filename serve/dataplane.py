@@ -11,6 +11,7 @@ JSON route, 2.11k through a bare ASGI one parsing the same JSON).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 import harness
 from serve import v2
@@ -150,10 +151,11 @@ class App:
             batcher.forget()
             raise
 
-    async def encode(self, servable: Servable, request: v2.Request, logits) -> tuple:
-        """(response body, JSON header length or None), off the loop when large."""
+    def encode(self, servable: Servable, request: v2.Request, logits) -> Awaitable[tuple]:
+        """(response body, JSON header length or None), off the loop when large. Returns the
+        offload itself, not a coroutine around it: one frame less per request."""
         json_out = not all(out.binary for out in request.outputs)
-        return await self.admission.offload(
+        return self.admission.offload(
             logits.nbytes * (4 if json_out else 1),  # JSON text is ~4x the binary size
             v2.encode_response,
             servable.name,
