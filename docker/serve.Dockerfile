@@ -23,7 +23,7 @@ RUN --mount=type=secret,id=ca \
 # The packages `python -m serve` and the entrypoint import, and no others
 # (tests/test_images.py walks their imports and fails when one is missing here).
 COPY pyproject.toml README.md ./
-COPY train/ train/
+COPY contract/ contract/
 COPY export/ export/
 COPY harness/ harness/
 COPY serve/ serve/

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from contract.formats import FORMAT_NAMES as FORMATS
 from export import repository
-from train.config import FORMATS
 
 
 def split(root: Path, formats: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
