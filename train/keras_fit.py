@@ -32,13 +32,15 @@ class EpochBatches(keras.utils.PyDataset):
         (it also fires after peeking at the first batch)."""
         order = data.batches(len(self.split.labels), self.cfg.batch_size, self.cfg.seed, epoch)
         self.order = order[: self.cfg.max_steps] if self.cfg.max_steps else order
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __getitem__(self, i: int):
-        idx = self.order[i]
-        return self.split.images[idx], self.split.labels[idx]
+        """Step i's batch, augmented as the loops' (data.stream reads the same)."""
+        cfg = self.cfg
+        return data.load_batch(self.split, self.order[i], cfg.augment, cfg.seed, self.epoch, i)
 
 
 class EndEpoch(keras.callbacks.Callback):
@@ -81,6 +83,7 @@ class EndEpoch(keras.callbacks.Callback):
 def train(
     cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
+    cfg = data.resolve(cfg, splits.train)  # the settings left to the data
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from train import data, initial, keras_distribute, keras_model, record
 from train.config import TRAINER_FRAMEWORK, WEIGHTS_FILE, CNNSpec, TrainConfig
-from train.keras_match import TorchAdam
+from train.keras_match import TorchAdam, WarmupCosine
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["keras-tape"]]
 
@@ -75,14 +75,15 @@ def build(
     model = keras_model.build(spec, cfg.seed, POLICY[cfg.bf16])
     init = initial.start_keras(model, spec, cfg.init, cfg.seed)  # torch's init, by default
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
-    # torch.optim.Adam's update (train/keras_match.py); CosineDecay evaluated at the step
-    # count before the update gives CosineAnnealingLR's learning rate at every step.
+    schedule = WarmupCosine(
+        cfg.lr, steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs
+    )  # train/schedule.py's, as the torch loop follows it
+    # torch.optim.Adam's update (train/keras_match.py)
     optimizer = TorchAdam(learning_rate=schedule, epsilon=cfg.adam_eps)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     # jit_compile set either way: Keras' "auto" would XLA-compile model.fit on a GPU only.
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"], jit_compile=cfg.compile)
-    run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
+    run_dir, history = record.start(cfg, spec, splits, init)
     if history:  # resume: the checkpoint's weights replace the init
         model = resume(run_dir / WEIGHTS, cfg)
     if model.jit_compile != cfg.compile:  # Keras turns XLA off, with a warning, where it can't
@@ -107,6 +108,7 @@ def resume(path: Path, cfg: TrainConfig) -> keras.Model:
 def train(
     cfg: TrainConfig, splits: data.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
+    cfg = data.resolve(cfg, splits.train)  # the settings left to the data
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -159,13 +161,16 @@ def train_epoch(
     order = data.batches(len(split.labels), cfg.batch_size, cfg.seed, epoch)
     if cfg.max_steps:
         order = order[: cfg.max_steps]
-    for idx in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
-        labels = split.labels[idx]
-        loss, logits = step_fn(split.images[idx], labels)
+    batches = data.stream(split, order, cfg.augment, cfg.seed, epoch)  # read ahead in a thread
+    bar = tqdm(
+        batches, total=len(order), desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet
+    )
+    for images, labels in bar:
+        loss, logits = step_fn(images, labels)
         on_step(model)
-        total_loss += float(loss) * len(idx)
+        total_loss += float(loss) * len(labels)
         total_correct += int((np.argmax(logits, 1) == labels).sum())
-        seen += len(idx)
+        seen += len(labels)
     return total_loss / seen, total_correct / seen, seen
 
 
@@ -180,12 +185,7 @@ def train_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tupl
 
 def evaluate(model: keras.Model, split: data.Dataset) -> tuple[float, float]:
     model = keras_distribute.one_device(model)  # itself, unless trained under a strategy
-    logits = np.concatenate(
-        [
-            model.predict_on_batch(split.images[i : i + 1024])
-            for i in range(0, len(split.labels), 1024)
-        ]
-    )
+    logits = np.concatenate([model.predict_on_batch(images) for images, _ in data.chunks(split)])
     loss = float(model.loss(split.labels, logits))
     return loss, float((logits.argmax(1) == split.labels).mean())
 

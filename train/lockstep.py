@@ -157,6 +157,7 @@ def summarise(
     import tensorflow as tf
     import torch
 
+    cfg = data.resolve(cfg, splits.train)  # the learning rate the trainers took
     return {
         "settings": {
             "data": cfg.data,

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from train import data
 from train.config import LABELS_FILE, CNNSpec, TrainConfig, write_json_atomic
 
 SPEC_FILE = "spec.json"
@@ -18,10 +19,12 @@ CURVES_FILE = "curves.png"
 
 
 def start(
-    cfg: TrainConfig, spec: CNNSpec, labels: list[str], init: dict
+    cfg: TrainConfig, spec: CNNSpec, splits: data.Splits, init: dict
 ) -> tuple[Path, list[dict]]:
     """Create the run folder (or reopen it to resume); return it and the epochs done so far.
     init: train.initial's record of the initial weights (source, drawn_by, sha256)."""
+    labels = splits.train.class_names
+    prepared = splits.train.prepared  # cfg is resolved (data.resolve): its values are concrete
     run_dir = cfg.run_dir()
     history: list[dict] = []
     if cfg.resume:
@@ -47,10 +50,16 @@ def start(
         {
             "trainer": cfg.trainer,
             "data": cfg.data,
+            # a folder's prepared images, the exact files it was trained on (train/prepare.py)
+            "prepared": str(prepared) if prepared else None,
+            "augment": cfg.augment,
+            "lr": cfg.lr,
+            "warmup_epochs": cfg.warmup_epochs,
             "seed": cfg.seed,
             # what data.load needs to rebuild the exact split (synthetic data only)
             "synthetic": {"n": cfg.synthetic_samples, "num_classes": cfg.synthetic_classes},
             "spec": spec.to_dict(),
+            "cost": spec.cost(),  # weights, multiply-adds per image
             "init": init,
         },
     )
