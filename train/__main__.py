@@ -36,6 +36,9 @@ HELP = {
     "digits and synthetic data, 1e-3 for a folder)",
     "warmup_epochs": "epochs of linear warm-up to the peak rate; -1: from the data (1 for a "
     "folder, 0 otherwise)",
+    "bn_batches": "after each epoch, recompute BatchNorm's statistics as the average over this "
+    "many training batches (exact, not a moving average that lags the weights); -1: from the "
+    "data (20 for a folder, 0 otherwise)",
     "adam_eps": "Adam epsilon (set on both frameworks)",
     "dropout": "dropout rate of both dropout layers; 0 switches dropout off, the one source "
     "of randomness the two frameworks cannot share",

@@ -172,6 +172,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 0.0  # Adam's peak, cosine-decayed to 0 per step; 0: from the data (data.resolve)
     warmup_epochs: int = -1  # linear warm-up to the peak first; -1: from the data
+    bn_batches: int = -1  # BatchNorm statistics recomputed over N batches per epoch; -1: data
     adam_eps: float = 1e-7  # Keras' default; torch's is 1e-8, so set both
     dropout: float = CNNSpec.dropout  # 0 switches off the one randomness not shared
     init: str = "torch"  # INIT_SOURCES: who draws the one set of initial weights

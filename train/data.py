@@ -217,8 +217,8 @@ def load_batch(
 # The settings a run leaves to its data (0, -1 or "auto" in TrainConfig): photos train at a
 # gentler peak rate after a warm-up epoch (train/schedule.py says why), augmented; digits and
 # synthetic data, whose pixels are the pattern itself, as they always have.
-FOR_PHOTOS = {"lr": 1e-3, "warmup_epochs": 1, "augment": "crop-flip"}
-FOR_ARRAYS = {"lr": 3e-3, "warmup_epochs": 0, "augment": "none"}
+FOR_PHOTOS = {"lr": 1e-3, "warmup_epochs": 1, "augment": "crop-flip", "bn_batches": 20}
+FOR_ARRAYS = {"lr": 3e-3, "warmup_epochs": 0, "augment": "none", "bn_batches": 0}
 
 
 def resolve(cfg, split: Dataset):
@@ -229,7 +229,16 @@ def resolve(cfg, split: Dataset):
         lr=cfg.lr or chosen["lr"],
         warmup_epochs=chosen["warmup_epochs"] if cfg.warmup_epochs < 0 else cfg.warmup_epochs,
         augment=chosen["augment"] if cfg.augment == "auto" else cfg.augment,
+        bn_batches=chosen["bn_batches"] if cfg.bn_batches < 0 else cfg.bn_batches,
     )
+
+
+def calibration_batches(cfg, split: Dataset, epoch: int) -> list[np.ndarray]:
+    """The training batches BatchNorm's statistics are recomputed over after an epoch
+    (cfg.bn_batches of them, in an order of their own, unaugmented): the same in every
+    trainer, as the training batches are."""
+    order = batches(len(split.labels), cfg.batch_size, cfg.seed + 1, epoch)
+    return order[: cfg.bn_batches]
 
 
 def stream(

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from train import data, keras_distribute, record
 from train.config import CNNSpec, TrainConfig
-from train.keras_tape import build, check_flags, evaluate, pick_device, reseed, save
+from train.keras_tape import build, calibrate, check_flags, evaluate, pick_device, reseed, save
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -73,6 +73,7 @@ class EndEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.bar.close()
         seen = sum(len(i) for i in self.batches.order)
+        calibrate(self.cfg, self.model, self.batches.split, epoch)
         val = evaluate(self.model, self.split)
         record.end_epoch(
             self.cfg, self.history, epoch, logs["loss"], logs["accuracy"], val, seen, self.started

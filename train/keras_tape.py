@@ -129,6 +129,7 @@ def train(
             started = time.perf_counter()
             reseed(model, cfg.seed, epoch)
             loss, accuracy, seen = train_epoch(cfg, model, step_fn, splits.train, epoch, on_step)
+            calibrate(cfg, model, splits.train, epoch)
             val = evaluate(model, splits.val)
             record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
             save(run_dir, model)
@@ -181,6 +182,23 @@ def train_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tupl
     grads = tape.gradient(loss, model.trainable_variables)
     model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
     return loss, logits
+
+
+def calibrate(cfg: TrainConfig, model: keras.Model, split: data.Dataset, epoch: int) -> None:
+    """BatchNorm's moving statistics set to their average over cfg.bn_batches training
+    batches under the epoch's final weights, as the torch loop's `calibrate` (Keras'
+    momentum is the old value's weight: 1 - 1/k at the k-th batch, a plain mean)."""
+    order = data.calibration_batches(cfg, split, epoch)
+    if not order:
+        return
+    norms = keras_model.norms(model)
+    was = [norm.momentum for norm in norms]
+    for k, (images, _) in enumerate(data.stream(split, order, "none", cfg.seed, epoch), 1):
+        for norm in norms:
+            norm.momentum = 1.0 - 1.0 / k
+        model(images, training=True)  # eager: each layer reads its momentum now
+    for norm, momentum in zip(norms, was, strict=True):
+        norm.momentum = momentum
 
 
 def evaluate(model: keras.Model, split: data.Dataset) -> tuple[float, float]:

@@ -55,6 +55,7 @@ def start(
             "augment": cfg.augment,
             "lr": cfg.lr,
             "warmup_epochs": cfg.warmup_epochs,
+            "bn_batches": cfg.bn_batches,
             "seed": cfg.seed,
             # what data.load needs to rebuild the exact split (synthetic data only)
             "synthetic": {"n": cfg.synthetic_samples, "num_classes": cfg.synthetic_classes},

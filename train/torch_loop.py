@@ -83,6 +83,7 @@ def train(
         loss, accuracy, seen = train_epoch(
             cfg, model, optimizer, scheduler, splits.train, epoch, device, on_step, me
         )
+        calibrate(cfg, net, splits.train, epoch, device, me)
         val = evaluate(cfg, net, splits.val, device)
         record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
         save(run_dir, net, optimizer, scheduler)
@@ -158,6 +159,34 @@ def train_step(
     (loss * weight).backward()  # weight: distributed.loss_weight; 1.0 (exact) in one process
     optimizer.step()
     return loss, logits
+
+
+@torch.no_grad()
+def calibrate(
+    cfg: TrainConfig,
+    net: torch.nn.Module,
+    split: data.Dataset,
+    epoch: int,
+    device: torch.device,
+    me: cluster.Process,
+) -> None:
+    """BatchNorm's running statistics set to their average over cfg.bn_batches training
+    batches under the epoch's final weights (momentum 1/k at the k-th: a plain mean), where
+    the moving average lags weights that moved fast. Each rank its part, summed over ranks
+    by the global BatchNorm as in training."""
+    order = data.calibration_batches(cfg, split, epoch)
+    if not order:
+        return
+    norms = net.norms()
+    was = [norm.momentum for norm in norms]
+    net.train()
+    parts = data.stream(split, order, "none", cfg.seed, epoch, (me.rank, me.size))
+    for k, (images, _) in enumerate(parts, 1):
+        for norm in norms:
+            norm.momentum = 1.0 / k
+        net(torch.from_numpy(images).to(device))
+    for norm, momentum in zip(norms, was, strict=True):
+        norm.momentum = momentum
 
 
 @torch.no_grad()
