@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # GPU=1: TensorFlow with its CUDA wheels (the `gpu` extra) in place of tensorflow-cpu
-# (README, "Keras on the GPU"). A .venv set up with GPU=1 keeps it without repeating it.
+# (docs/training.md, "Keras on the GPU"). A .venv set up with GPU=1 keeps it without repeating it.
 GPU ?= $(if $(wildcard $(VENV)/.installed-gpu),1,0)
 TENSORFLOW := $(if $(filter 1,$(GPU)),gpu,cpu)
 # The other extra's TensorFlow distribution: both install the `tensorflow` package's files.
@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
 .PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
-	web-serve web-deps docker docker-test capacity manifests gpu-check lock
+	web-serve web-deps docker docker-test capacity manifests figures docs docs-serve lock gpu-check
 
 setup: $(STAMP)
 
@@ -38,8 +38,8 @@ lock: setup
 train: setup
 	$(PY) -m train $(ARGS)
 
-# The three trainers on NPROC processes or devices, each under its framework's engine (README,
-# "Training on several devices"): torch under torchrun (DDP), keras-fit under MirroredStrategy
+# The three trainers on NPROC processes or devices, each under its framework's engine
+# (docs/distributed.md): torch under torchrun (DDP), keras-fit under MirroredStrategy
 # on NPROC devices of this host, keras-tape under MultiWorkerMirroredStrategy (NPROC workers).
 NPROC ?= 2
 train-dist: setup
@@ -118,8 +118,8 @@ gpu-check:
 	$(MAKE) setup GPU=1
 	$(PY) -m benchmarks.gpu_check $(ARGS)
 
-# The capacity plan (README, "Kubernetes and KServe") from the bench report: the snapshot in
-# deploy/, the README's table and the manifests' maxReplicas. `make manifests` validates them.
+# The capacity plan (docs/kubernetes.md) from the bench report: the snapshot in deploy/, the
+# page's table and the manifests' maxReplicas. `make manifests` validates them.
 capacity: setup
 	$(PY) -m deploy.capacity --bench artifacts/reports/bench.json --write
 
@@ -135,6 +135,22 @@ browser:
 
 test: setup browser web-deps
 	$(PY) -m pytest $(ARGS)
+
+# Every table of measured figures in README.md and docs/ from its snapshot in docs/figures/
+# (docs/ci.md). ARGS=--refresh: take a real run's reports into the snapshots first;
+# ARGS=--check: only say which differ.
+figures: setup
+	$(PY) -m docs.figures $(ARGS)
+
+# The docs site (mkdocs.yml) in artifacts/site, after the figures' check; --strict fails on a
+# broken link or anchor. Offline: nothing is fetched.
+DOCS_PORT ?= 8002
+docs: setup
+	$(PY) -m docs.figures --check
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr $(HOST):$(DOCS_PORT)
 
 lint: setup
 	$(PY) requirements/lock.py --check
@@ -152,11 +168,11 @@ docker:
 	$(DOCKER) build $(DOCKER_ARGS) -f docker/train.Dockerfile -t tandem-train .
 	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^tandem-'
 
-# The container tests: a private dockerd builds and runs the images (Debian's docker.io and
-# mmdebstrap are installed when missing), and the real Triton loads the model repository.
-# Here, not in `make test`: the training image's dependency layers (minutes, 2.4 GB).
+# The container tests alone (also in `make test`): a private dockerd builds and runs the
+# images (Debian's docker.io and mmdebstrap are installed when missing), and the real Triton
+# loads the model repository.
 docker-test: setup
-	TANDEM_TRAIN_IMAGE=1 $(PY) -m pytest tests/test_docker.py tests/test_triton.py $(ARGS)
+	$(PY) -m pytest tests/test_docker.py tests/test_triton.py $(ARGS)
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

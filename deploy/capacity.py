@@ -2,9 +2,9 @@
 from the server benchmark of `make bench` (artifacts/reports/bench.json, section `server`).
 
     python -m deploy.capacity                    # the plan from deploy/bench-snapshot.json
-    python -m deploy.capacity --write            # ... and into the README and manifests
+    python -m deploy.capacity --write            # ... and into docs/kubernetes.md and manifests
     python -m deploy.capacity --bench artifacts/reports/bench.json --write
-        # take that report's figures into the snapshot, then rewrite the README's table and
+        # take that report's figures into the snapshot, then rewrite the page's table and
         # the manifests' maxReplicas from them (`make capacity`)
 
 The bench serves from one process pinned to one core, so its req/s at c=16 is the rate per
@@ -26,8 +26,9 @@ from train.config import REPORTS
 
 BENCH = REPORTS / "bench.json"
 SNAPSHOT = HERE / "bench-snapshot.json"
-README = HERE.parent / "README.md"
-BEGIN, END = "<!-- capacity: begin -->", "<!-- capacity: end -->"
+# The page that shows the plan, between the markers python -m docs.figures also writes.
+PAGE = HERE.parent / "docs" / "kubernetes.md"
+BEGIN, END = "<!-- figures:capacity -->", "<!-- /figures:capacity -->"
 CONCURRENCY = 16
 # The bench's rows the plan shows: tandem's three HTTP protocols and the Triton peer.
 SERVERS = ("tandem-v2-binary", "tandem-v2-json", "tandem-tfserving-rest", "triton")
@@ -70,7 +71,7 @@ def plan(snap: dict) -> dict[str, dict]:
 
 
 def table(snap: dict) -> str:
-    """The README's capacity table (markdown), with where its figures come from."""
+    """The capacity table (markdown), with where its figures come from."""
     machine, bench = snap["machine"], snap["server"]
     head = "| server | req/s per core, c=16 | p99 ms, c=16 | planned req/s per replica |"
     head += "".join(f" replicas (= cores) for {load:,} req/s |" for load in LOADS)
@@ -106,13 +107,13 @@ def max_replicas(snap: dict, server: str) -> int | None:
 
 
 def write(
-    snap: dict, snapshot_file: Path = SNAPSHOT, readme_file: Path = README, sized_by=SIZED_BY
+    snap: dict, snapshot_file: Path = SNAPSHOT, page_file: Path = PAGE, sized_by=SIZED_BY
 ) -> None:
-    """The snapshot, the README's table and the manifests' maxReplicas, from `snap`."""
+    """The snapshot, the page's table and the manifests' maxReplicas, from `snap`."""
     snapshot_file.write_text(json.dumps(snap, indent=2) + "\n")
-    readme = readme_file.read_text()
-    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    readme_file.write_text(readme[:start] + "\n" + table(snap) + "\n" + readme[end:])
+    page = page_file.read_text()
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    page_file.write_text(page[:start] + "\n" + table(snap) + "\n" + page[end:])
     for path, server in sized_by.items():
         n = max_replicas(snap, server)
         if n is not None:
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bench", type=Path, help=f"a bench report (`make bench`: {BENCH})")
     parser.add_argument(
-        "--write", action="store_true", help="update the snapshot, README and manifests"
+        "--write", action="store_true", help="update the snapshot, the page and manifests"
     )
     args = parser.parse_args(argv)
     if args.bench:
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(snap))
     if args.write:
         write(snap)
-        print(f"wrote {SNAPSHOT}, the table in {README}, maxReplicas in the manifests")
+        print(f"wrote {SNAPSHOT}, the table in {PAGE}, maxReplicas in the manifests")
     return 0
 
 

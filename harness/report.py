@@ -56,7 +56,7 @@ def write(result: dict, reports: Path) -> None:
         + ", ".join(f"{tally[v]} {v}" for v in VERDICTS)
         + ".\n\nQuantized rows are judged on the labelled held-out images (flips between "
         "near-tied classes forgiven, allowances at 95% confidence) and bounded on the noise "
-        "images; *inconclusive* means too few labelled images to tell (see README, Parity).\n\n"
+        "images; *inconclusive* means too few labelled images to tell (see docs/parity.md).\n\n"
     )
     text += table(result) + "\n\n![max abs logit diff by trainer and format](parity.png)\n"
     tmp = reports / ".parity.md.tmp"

@@ -41,7 +41,7 @@ CONFIDENCE = "95%"
 
 @dataclass(frozen=True)
 class Profile:
-    """Named tolerances (the parity profiles in the README)."""
+    """Named tolerances (the parity profiles, docs/parity.md)."""
 
     max_abs_diff: float  # exact profiles: absolute bound; quantized: tolerance x S
     scaled: bool  # bound x max(1, max |reference logit|)

@@ -1,7 +1,7 @@
 """deploy/: the Kubernetes and KServe manifests, validated without a cluster (every field
 round-trips through the API's own models; image, ports, user and paths match their one
 source; the probes answer on a live server; memory covers a measured RSS), and the capacity
-plan, whose README table must equal what deploy/capacity.py computes."""
+plan, whose table in docs/kubernetes.md must equal what deploy/capacity.py computes."""
 
 from __future__ import annotations
 
@@ -246,22 +246,22 @@ def test_a_skipped_triton_says_so(tmp_path):
     assert "skipped: no PyTriton" in out.stdout
 
 
-def test_write_takes_a_new_bench_into_readme_and_manifests(tmp_path):
+def test_write_takes_a_new_bench_into_the_page_and_manifests(tmp_path):
     bench = bench_fixture(triton_skipped=True)
     for r in bench["server"]["rows"]:
         if (r["server"], r["concurrency"]) == ("tandem-v2-binary", 16):
             r["req_per_s"] = 4000.0  # planned 2800 per replica: 36 for 100k req/s
-    readme = tmp_path / "README.md"
-    readme.write_text(capacity.README.read_text())
+    page = tmp_path / "kubernetes.md"
+    page.write_text(capacity.PAGE.read_text())
     copies = {path: tmp_path / path.name for path in capacity.SIZED_BY}
     for path, copy in copies.items():
         copy.write_text(path.read_text())
     snap = capacity.snapshot(bench, "bench.json")
     sized_by = {copies[p]: server for p, server in capacity.SIZED_BY.items()}
-    capacity.write(snap, tmp_path / "snapshot.json", readme, sized_by)
+    capacity.write(snap, tmp_path / "snapshot.json", page, sized_by)
     assert json.loads((tmp_path / "snapshot.json").read_text()) == snap
-    assert capacity.table(snap) in readme.read_text()
-    assert "| tandem-v2-binary | 4,000 | 6.1 | 2,800 | 1 | 4 | 36 |" in readme.read_text()
+    assert capacity.table(snap) in page.read_text()
+    assert "| tandem-v2-binary | 4,000 | 6.1 | 2,800 | 1 | 4 | 36 |" in page.read_text()
 
     def max_replicas(path):
         spec = [d for d in manifests.load(path) if "maxReplicas" in str(d)][-1]["spec"]
@@ -272,13 +272,13 @@ def test_write_takes_a_new_bench_into_readme_and_manifests(tmp_path):
         assert max_replicas(copy) == expected, path.name
 
 
-def test_readme_table_is_the_computed_one():
+def test_page_table_is_the_computed_one():
     snap = json.loads(capacity.SNAPSHOT.read_text())
-    readme = capacity.README.read_text()
-    start = readme.index(capacity.BEGIN) + len(capacity.BEGIN)
-    assert readme[start : readme.index(capacity.END)].strip() == capacity.table(snap), (
-        "README's capacity table is stale: run `python -m deploy.capacity` on the snapshot, "
-        "or `make capacity` on a new bench report"
+    page = capacity.PAGE.read_text()
+    start = page.index(capacity.BEGIN) + len(capacity.BEGIN)
+    assert page[start : page.index(capacity.END)].strip() == capacity.table(snap), (
+        "docs/kubernetes.md's capacity table is stale: run `python -m deploy.capacity` on the "
+        "snapshot, or `make capacity` on a new bench report"
     )
 
 

@@ -47,7 +47,7 @@ def flags(settings: dict) -> list[str]:
 
 TORCHRUN = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 MULTIWORKER = [PY, "-m", "train.multiworker", "--workers", "2", "--"]
-# Each trainer's distributed job, as README's "Training on several devices" starts it.
+# Each trainer's distributed job, as docs/distributed.md starts it.
 LAUNCH = {
     "torch": [*TORCHRUN, "-m", "train", "--trainer", "torch"],
     "keras-fit": [PY, "-m", "train", "--trainer", "keras-fit", "--replicas", "2"],

@@ -57,7 +57,7 @@ def default(repo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def explicit(repo, tmp_path_factory):
-    """Control on, the token from the environment (as the README advises)."""
+    """Control on, the token from the environment (as docs/serving.md advises)."""
     log = tmp_path_factory.mktemp("log") / "log"
     with pytest.MonkeyPatch.context() as env:
         env.setenv(control.TOKEN_ENV, TOKEN)

@@ -1,6 +1,6 @@
 """--bf16, --compile, --channels-last and --fused-adam on the CPU: each changes what it says
 (the policy, the compiled step, the memory format, the optimizer kernel), and the results
-stay within the README's stated tolerance of the plain run (3 epochs on digits, dropout
+stay within the stated tolerance (docs/training.md) of the plain run (3 epochs on digits, dropout
 off: rounding is the only difference, and training grows it, as `make lockstep` shows)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from train.config import TRAINERS, TrainConfig
 pytestmark = pytest.mark.slow  # trains 13 models, exports one; torch.compile compiles
 
 RUN = dict(epochs=3, dropout=0.0, device="cpu", quiet=True)
-# The stated tolerance (README, "Speed-up flags"), measured over seeds 0 and 1 with
+# The stated tolerance (docs/training.md, "Speed-up flags"), measured over seeds 0 and 1 with
 # margin: test accuracy within `points` of the plain run's, and the two trained models
 # (float32 rebuilds, as exported) agreeing on the top-1 of `agree` of the test images.
 TOLERANCE = {

@@ -6,7 +6,7 @@ import os
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) drowns the training log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# The GPU install (README, "Keras on the GPU") has torch's triton beside TensorFlow, whose
+# The GPU install (docs/training.md, "Keras on the GPU") has torch's triton beside TensorFlow, whose
 # wheels (>= 2.20) load their LLVM into the global symbol table: a later `import triton`
 # (torch does it on its first optimiser) then crashes with SIGSEGV. Loaded first, triton
 # keeps its own LLVM and TensorFlow then loads fine. Every module of the project imports

@@ -22,7 +22,7 @@ PIXEL_MAX = 255.0
 # the other by train/transfer.py), or "own": each framework its own default init.
 INIT_SOURCES = ("torch", "keras", "own")
 
-# Deployment formats (the README's export matrix) and the precision each one carries.
+# Deployment formats (the export matrix, docs/export.md) and the precision each one carries.
 FORMATS = (
     "torchscript",
     "pt2",

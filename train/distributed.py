@@ -4,8 +4,7 @@
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d \\
         --rdzv-endpoint HOST:29400 --rdzv-id RUN -m train --trainer torch  # on each host
 
-What makes N processes train the model one process would (README, "Training on several
-devices"):
+What makes N processes train the model one process would (docs/distributed.md):
 - Every step takes the same global batch as one process, `data.batches(...)[step]`, and
   each rank its contiguous part (train/cluster.py:shard).
 - The loss: each rank's mean, times its share of the batch times the number of ranks. DDP

@@ -6,14 +6,14 @@
 - keras-fit across the devices of one host only: MirroredStrategy (--replicas N). Across
   hosts model.fit fails in Keras 3 (train/cluster.py:FIT_MULTIWORKER_ISSUE), so it is refused.
 
-What makes N replicas train the model one device would (README, "Training on several
-devices"), the same rules as the torch trainer's under torchrun (train/distributed.py):
+What makes N replicas train the model one device would (docs/distributed.md), the same
+rules as the torch trainer's under torchrun (train/distributed.py):
 - Every step takes the global batch `data.batches(...)[step]`; replica r takes its
   contiguous part (train/cluster.py:shard), so gathered logits are in batch order.
 - keras-tape: the loss is `tf.nn.compute_average_loss` over the global batch size and the
   optimizer sums the replicas' gradients: the global batch's mean gradient, also when a
   batch splits unevenly. keras-fit: Keras averages the replicas' mean losses, which equals
-  it for equal parts only (README: measured for the last batch of an epoch).
+  it for equal parts only (docs/distributed.md: measured for the last batch of an epoch).
 - BatchNorm uses the global batch's statistics (train/keras_match.py:TorchBatchNorm).
 - Only the chief writes (train/cluster.py:own_output).
 """

@@ -3,7 +3,7 @@ the same steps from the same weights.
 
 PyTorch is the reference; Keras adapts through its documented extension points
 (`Optimizer.update_step`, `Layer.call`). The differences found, each checked on a toy
-problem before it was matched (README, "One init, three loops, one trajectory"):
+problem before it was matched (docs/lockstep.md):
 
 - Adam epsilon. torch: `p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`. Keras:
   `p -= lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)`, i.e. epsilon divided by sqrt(bc2)

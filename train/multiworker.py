@@ -4,8 +4,8 @@ python -m train.multiworker --workers 2 -- --trainer keras-tape --out DIR
 
 Each worker runs `python -m train ARGS` with its own TF_CONFIG, every worker at a free port
 of 127.0.0.1, which is all a cluster manager (a Kubernetes TFJob, a Slurm script) does on
-several hosts; there, set TF_CONFIG on each host and run `python -m train` (README,
-"Training on several devices"). Like torchrun, it watches its workers: when one fails or
+several hosts; there, set TF_CONFIG on each host and run `python -m train`
+(docs/distributed.md). Like torchrun, it watches its workers: when one fails or
 dies, it stops the others, which would otherwise wait for the dead one, and exits 1 naming it.
 """
 
