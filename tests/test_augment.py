@@ -22,7 +22,7 @@ def test_none_is_the_images_and_crop_flip_stays_in_range(dtype, channels):
     np.testing.assert_array_equal(augment.apply(x, unchanged), x.astype(np.float32))
     out = augment.augment(x, "crop-flip", augment.draw("crop-flip", len(x), 16, 0, 0, 0))
     assert out.dtype == np.float32 and out.shape == x.shape
-    assert 0 <= out.min() and out.max() <= 255 and not np.array_equal(out, x)
+    assert out.min() >= 0 and out.max() <= 255 and not np.array_equal(out, x)
 
 
 def test_flip_mirrors_left_and_right():

@@ -128,6 +128,8 @@ def take(root: Path, reports: Path, checkpoints: Path, out: Path) -> list[str]:
     if (path := reports / "serve_bench.json").is_file():
         commands = ["python -m benchmarks.server"]
         taker.save("serve_bench", json.loads(path.read_text()), path, commands)
+    if (path := reports / "photos.json").is_file():
+        taker.save("photos", json.loads(path.read_text()), path, ["python -m benchmarks.photos"])
     if (path := reports / "browser_bench.json").is_file():
         commands = ["make web", "python -m benchmarks.browser"]
         taker.save("browser_bench", json.loads(path.read_text()), path, commands)

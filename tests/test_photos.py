@@ -1,0 +1,78 @@
+"""A folder of real JPEG photos through the whole pipeline: prepared, trained by all three
+trainers from the cache with the folder defaults (augmentation, warm-up, BatchNorm
+recalibration, the CNN the size asks for), every format exported, the parity gate.
+
+The images are benchmarks/shapes.py's (a filled circle, square or triangle per image, random
+colour, size and place, on noise): at 32 px the CNN is 3 stages with a pooling head, so every
+exporter meets global average pooling; the same models at other sizes: test_sizes.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import shapes
+from train import data
+from train.__main__ import run
+from train.config import FORMATS, TRAINERS, TrainConfig
+
+pytestmark = pytest.mark.slow  # trains three models and exports 27 variants (~3 min)
+
+CLASSES = ("circle", "square", "triangle")
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """(folder, checkpoints, {trainer: metrics}): 600 JPEG files, 3 classes, trained with
+    every default a folder gets but the size (32 px: a minute for the three)."""
+    root = tmp_path_factory.mktemp("photos")
+    folder = shapes.write_folder(root / "shapes", 200, 96, seed=3, classes=CLASSES)
+    splits = data.load(str(folder), SIZE, 0, seed=0)
+    out = root / "checkpoints"
+    metrics = {
+        t: run(TrainConfig(data=str(folder), out=out, quiet=True), t, splits) for t in TRAINERS
+    }
+    return folder, out, metrics
+
+
+def test_a_folder_trains_with_its_defaults_in_every_trainer(photos):
+    _, out, metrics = photos
+    for trainer, m in metrics.items():
+        recorded = json.loads((out / trainer / "spec.json").read_text())
+        assert recorded["augment"] == "crop-flip" and recorded["lr"] == 1e-3
+        assert recorded["warmup_epochs"] == 1 and recorded["bn_batches"] == 20
+        assert recorded["spec"]["channels"] == 3 and recorded["spec"]["head"] == "gap"
+        assert recorded["prepared"].endswith("32px-rgb")
+        # three plain shapes: far above a third (chance) for a model that learned them
+        assert m["test_accuracy"] >= 0.8, (trainer, m["test_accuracy"])
+    # one init, one order, one augmentation: the Keras trainers' first epochs agree
+    first = [metrics[t]["epochs"][0]["loss"] for t in ("keras-fit", "keras-tape")]
+    assert first[0] == pytest.approx(first[1], rel=1e-3)
+
+
+def test_every_format_of_a_photo_model_passes_the_gate(photos, tmp_path):
+    from export.matrix import export_all
+    from harness import parity
+
+    _, out, _ = photos
+    repo = tmp_path / "model_repository"
+    export_all(TRAINERS, FORMATS, out, repo)
+    result = parity.run(repo, out, tmp_path / "reports")
+    fails = [(r["name"], r["reason"]) for r in result["variants"] if r["verdict"] == "fail"]
+    assert not fails
+    assert len(result["variants"]) == len(TRAINERS) * (len(FORMATS) + 1)
+
+
+def test_the_checkpoint_reads_the_cache_it_was_trained_on(photos):
+    from train import checkpoint
+
+    folder, out, _ = photos
+    ckpt = checkpoint.find("torch", out)
+    splits = ckpt.splits()
+    assert str(splits.train.prepared) == ckpt.recorded["prepared"]
+    again = data.load(str(folder), SIZE, 3, seed=0)
+    np.testing.assert_array_equal(splits.test.labels, again.test.labels)
