@@ -28,7 +28,7 @@ import numpy as np
 
 import harness
 from export import repository
-from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, VERDICTS, judge
+from harness.verdict import BLEND, FAIL, INCONCLUSIVE, PASS, PROFILES, RANDOM, VERDICTS, judge
 from train.config import (
     CHECKPOINTS,
     FORMATS,
@@ -40,7 +40,8 @@ from train.config import (
 )
 
 GOLDEN_FILE = "golden.npz"
-RANDOM_IMAGES = 64
+RANDOM_IMAGES = 64  # uniform noise: label RANDOM
+BLEND_IMAGES = 64  # two held-out images mixed: label BLEND (verdict.py says why both)
 # Labelled held-out images at most (test first, then validation): enough for the verdict's
 # bounds (a pass with no miss needs 268 at a 1% allowance), and a golden file of the same
 # size whatever the folder holds (1024 RGB images at 64 px: 50 MB of float32).
@@ -73,6 +74,7 @@ class Row:
     bound: float | None = None
     labelled_images: int | None = None
     unlabelled_max_abs_diff: float | None = None
+    random_max_abs_diff: float | None = None  # int8: reported, not bounded (verdict.py)
     near_tie_flips: int | None = None
     decisive_flips: int | None = None
     oracle_max_abs_diff: float | None = None
@@ -89,10 +91,19 @@ def golden_set(trainer: str, checkpoints: Path, seed: int = 0) -> Golden:
     vals = min(len(splits.val.labels), HELD_OUT_IMAGES - tests)
     held_out = [splits.test.take(np.arange(tests)), splits.val.take(np.arange(vals))]
     rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (RANDOM_IMAGES, *splits.test.images.shape[1:]))
-    images = [np.asarray(d.images, np.float32) for d in held_out]
-    images = np.concatenate([*images, noise.astype(np.float32)])
-    labels = np.concatenate([*(d.labels for d in held_out), np.full(RANDOM_IMAGES, -1)])
+    real = np.concatenate([np.asarray(d.images, np.float32) for d in held_out])
+    noise = rng.uniform(0, 255, (RANDOM_IMAGES, *real.shape[1:])).astype(np.float32)
+    pairs = rng.integers(0, len(real), (BLEND_IMAGES, 2))
+    alpha = rng.uniform(0.3, 0.7, (BLEND_IMAGES, 1, 1, 1)).astype(np.float32)
+    blends = alpha * real[pairs[:, 0]] + (1 - alpha) * real[pairs[:, 1]]
+    images = np.concatenate([real, noise, blends])
+    labels = np.concatenate(
+        [
+            *(d.labels for d in held_out),
+            np.full(RANDOM_IMAGES, RANDOM),
+            np.full(BLEND_IMAGES, BLEND),
+        ]
+    )
     return Golden(images, labels)
 
 
