@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
 .PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
-	web-serve web-deps docker docker-test capacity manifests figures docs docs-serve lock
+	web-serve web-deps docker docker-test capacity manifests figures docs docs-serve lock gpu-check
 
 setup: $(STAMP)
 
@@ -110,6 +110,13 @@ ifeq ($(findstring --quick,$(ARGS)),)
 	@test -f artifacts/web/index.html || echo "note: no artifacts/web (make web): no browser timing"
 	@test ! -f artifacts/web/index.html || $(PY) -m benchmarks.browser
 endif
+
+# On a machine with one NVIDIA GPU: TensorFlow's CUDA wheels, then each trainer on the GPU
+# for an epoch of a prepared folder and the bench's CUDA section, in one JSON
+# (artifacts/reports/gpu_check.json). Nothing else needs a GPU.
+gpu-check:
+	$(MAKE) setup GPU=1
+	$(PY) -m benchmarks.gpu_check $(ARGS)
 
 # The capacity plan (docs/kubernetes.md) from the bench report: the snapshot in deploy/, the
 # page's table and the manifests' maxReplicas. `make manifests` validates them.

@@ -5,8 +5,9 @@ server beside its ceiling and its peers, measured in one run on this machine.
     python -m benchmarks --quick    # CI: the torch variants, short runs, no venv made
 
 Writes artifacts/reports/bench.json, bench.md and bench_{latency,throughput,server}.png.
-Sections: runtimes (benchmarks/runtimes.py), trainers (trainers.py), export
-(export_time.py), server (serving.py, peers.py); the report from the JSON (report.py).
+Sections: runtimes (benchmarks/runtimes.py), trainers (trainers.py), data (data_path.py: a
+folder of photos prepared and streamed), export (export_time.py), server (serving.py,
+peers.py); the report from the JSON (report.py).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks import export_time, report, runtimes, serving, trainers
+from benchmarks import data_path, export_time, report, runtimes, serving, trainers
 from contract.files import write_json_atomic, write_text_atomic
 from contract.paths import CHECKPOINTS, REPORTS, add_repository_argument
 
-SECTIONS = ("runtimes", "trainers", "export", "server")
+SECTIONS = ("runtimes", "trainers", "data", "export", "server")
 # Quick (CI) and full settings: seconds per timed figure, server rounds, what is included.
 SETTINGS = {
     True: {"runtime_s": 0.15, "runtime_trainers": ("torch",), "server_s": 0.5, "rounds": 1},
@@ -65,6 +66,8 @@ def run_section(name: str, args: argparse.Namespace) -> dict:
         )
     if name == "trainers":
         return trainers.section(quick)
+    if name == "data":
+        return data_path.section(quick)
     if name == "export":
         return export_time.section(quick, args.checkpoints)
     return serving.section(args.repository, args.model, s["server_s"], s["rounds"], not quick)

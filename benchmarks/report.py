@@ -138,9 +138,41 @@ def server_md(s: dict) -> list[str]:
     return [*out, ""]
 
 
+def data_md(s: dict) -> list[str]:
+    size = "x".join(map(str, s["image"]))
+    out = [
+        f"## Data ({s['source']} -> {size}, {s['cores']} cores)",
+        "",
+        "Decode ceiling, one core (PIL open + train/pixels.py): "
+        f"{fmt(s['decode_ceiling_per_core'])} images/s.",
+        "",
+        "| prepare workers | images/s | / ceiling |",
+        "|---|---|---|",
+    ]
+    for workers, figure in s["prepare_images_per_s"].items():
+        out.append(f"| {workers} | {fmt(figure)} | {fmt(s['prepare_over_ceiling'][workers], 2)} |")
+    out += [
+        "",
+        "Trainers at the data's size, images/s of the last epoch, no augmentation unless said "
+        "(goal: from the cache / in memory >= 0.95):",
+        "",
+        "| trainer | from the cache | in memory | cache / memory | crop-flip, from the cache |",
+        "|---|---|---|---|---|",
+    ]
+    for r in s["trainers"]:
+        out.append(
+            f"| {r['trainer']} | {fmt(r['from_cache'])} | {fmt(r['in_memory'])} | "
+            f"{fmt(r['ratio'], 3)} | {fmt(r['crop_flip'])} |"
+        )
+    out += ["", "| images in the folder | torch trainer's peak RSS, MiB |", "|---|---|"]
+    out += [f"| {m['images']} | {fmt(m['peak_rss_mb'])} |" for m in s["memory"]]
+    return [*out, ""]
+
+
 SECTIONS_MD = {
     "runtimes": runtimes_md,
     "trainers": trainers_md,
+    "data": data_md,
     "export": export_md,
     "server": server_md,
 }

@@ -39,9 +39,20 @@ class Checkpoint:
     recorded: dict  # spec.json: the data source, seed and synthetic-data settings
 
     def splits(self) -> datasets.Splits:
-        """The exact train/val/test split this checkpoint was trained on."""
+        """The exact train/val/test split this checkpoint was trained on: a folder's from the
+        images prepared then, or prepared again from the folder if it has not changed."""
         r, spec = self.recorded, self.spec
-        return datasets.load(r["data"], spec.image_size, spec.channels, r["seed"], **r["synthetic"])
+        prepared = r.get("prepared")
+        if prepared and (Path(prepared) / "meta.json").is_file():
+            return datasets.load(prepared, spec.image_size, spec.channels, r["seed"])
+        size, channels, seed = spec.image_size, spec.channels, r["seed"]
+        splits = datasets.load(r["data"], size, channels, seed, **r["synthetic"])
+        if prepared and str(splits.train.prepared) != prepared:
+            raise datasets.DataError(
+                f"{r['data']} has changed since the {self.trainer} model was trained on it, "
+                f"and its prepared images ({prepared}) are gone: train it again"
+            )
+        return splits
 
     @property
     def framework(self) -> str:

@@ -1,37 +1,85 @@
-"""The data a checkpoint is trained on, under the I/O contract: float32 NHWC raw pixels
-0..255, int64 labels, and its one split.
+"""The data a checkpoint is trained on, under the I/O contract (NHWC raw pixels 0..255,
+int64 labels), and its one split.
 
-Three sources: scikit-learn's digits (embedded, no network), a folder with one
-sub-folder per class, and a seeded synthetic generator (any size, 1 or 3 channels).
-All are split once, stratified and seeded, into train/val/test: the trainers train on
-`train`, export calibrates int8 on it, the parity gate judges on `val` + `test`, so the
-split lives here, below all of them (the order of training batches: train/data.py).
+Three sources: scikit-learn's digits (embedded, no network) and a seeded synthetic generator
+(any size, 1 or 3 channels), both held in memory as float32; and a folder with one
+sub-folder per class, prepared once into a uint8 file (contract/folders.py) that images are
+read from, so memory does not grow with the folder. Each is split once, stratified and
+seeded, into train/val/test: index views, never copies of a prepared folder. The trainers
+train on `train`, export calibrates int8 on it, the parity gate judges on `val` + `test`, so
+the split lives here, below all of them (the batches the trainers take: train/data.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from contract.folders import DataError, prepare
 from contract.names import PIXEL_MAX
-from contract.pixels import to_pixels
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
+AUTO = 0  # --image-size / --channels: from the data
+__all__ = ["AUTO", "DataError", "Dataset", "Frames", "Splits"]
 
 
-class DataError(ValueError):
-    """Bad user data: the message says what is wrong and what to do."""
+class Frames:
+    """uint8 (N, H, W, C) images in a prepared file, read by rows with pread: the page cache
+    holds them, not this process (a memory map's touched pages would count in its RSS).
+    `rows` maps this view's rows to the file's."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], rows: np.ndarray) -> None:
+        self.path, self.frame_shape, self.rows = Path(path), tuple(shape), np.asarray(rows)
+        self.frame_bytes = int(np.prod(shape))
+        self._fd: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.frame_shape)
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getstate__(self) -> dict:  # a descriptor does not cross processes
+        return {**self.__dict__, "_fd": None}
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = self.rows[key]
+        if np.ndim(rows) == 0:
+            return self[np.asarray([key])][0]
+        out = np.empty((len(rows), *self.frame_shape), np.uint8)
+        fd = self.fd()
+        for i, row in enumerate(rows):
+            os.preadv(fd, [memoryview(out[i]).cast("B")], int(row) * self.frame_bytes)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[np.arange(len(self))]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def take(self, rows: np.ndarray) -> Frames:
+        return Frames(self.path, self.frame_shape, self.rows[rows])
 
 
 @dataclass
 class Dataset:
-    images: np.ndarray  # (N, H, W, C) float32, 0..255
+    images: np.ndarray | Frames  # (N, H, W, C): float32 in memory, or a prepared file's uint8
     labels: np.ndarray  # (N,) int64
     class_names: list[str]
+    prepared: Path | None = None  # the prepared folder a folder's images come from
 
     @property
     def image_size(self) -> int:
@@ -40,6 +88,10 @@ class Dataset:
     @property
     def channels(self) -> int:
         return self.images.shape[3]
+
+    def take(self, rows: np.ndarray) -> Dataset:
+        images = self.images.take(rows) if isinstance(self.images, Frames) else self.images[rows]
+        return replace(self, images=images, labels=self.labels[rows])
 
 
 @dataclass
@@ -74,36 +126,21 @@ def make_synthetic(
     return Dataset(images, labels.astype(np.int64), [f"class_{i}" for i in range(num_classes)])
 
 
-def load_folder(root: str | Path, image_size: int, channels: int) -> Dataset:
-    """A folder with one sub-folder per class of PNG/JPEG images, resized to image_size."""
-    from PIL import Image, UnidentifiedImageError
+def open_prepared(folder: Path) -> Dataset:
+    """A prepared folder (contract/folders.py) as a Dataset whose images stay on disk."""
+    meta = json.loads((Path(folder) / "meta.json").read_text())
+    rows = np.asarray(meta["rows"], np.int64)
+    shape = (meta["image_size"], meta["image_size"], meta["channels"])
+    labels = np.load(Path(folder) / "labels.npy")[rows]
+    frames = Frames(Path(folder) / "images.u8", shape, rows)
+    return Dataset(frames, labels, list(meta["classes"]), Path(folder).resolve())
 
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist: pass a folder of class sub-folders")
-    if channels not in (1, 3):
-        raise DataError(f"--channels must be 1 (grey) or 3 (RGB), got {channels}")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = {
-        c: sorted(p for p in (root / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        for c in classes
-    }
-    files = {c: f for c, f in files.items() if f}
-    if len(files) < 2:
-        raise DataError(
-            f"{root} has {len(files)} class sub-folder(s) with PNG/JPEG images; "
-            "a classifier needs at least 2: put each class's images in its own sub-folder"
-        )
-    images, labels = [], []
-    for label, name in enumerate(files):
-        for path in files[name]:
-            try:
-                with Image.open(path) as im:
-                    images.append(to_pixels(im, image_size, image_size, channels))
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
-                raise DataError(f"cannot read image {path}: {e}; fix or remove the file") from e
-            labels.append(label)
-    return Dataset(np.stack(images), np.asarray(labels, np.int64), list(files))
+
+def load_folder(
+    root: str | Path, image_size: int = AUTO, channels: int = AUTO, quiet: bool = False
+) -> Dataset:
+    """A folder with one sub-folder per class, prepared once (contract/folders.py)."""
+    return open_prepared(prepare(root, image_size, channels, quiet=quiet))
 
 
 def split(data: Dataset, seed: int) -> Splits:
@@ -124,25 +161,23 @@ def split(data: Dataset, seed: int) -> Splits:
         stratify=data.labels[rest],
         random_state=seed,
     )
-
-    def take(i: np.ndarray) -> Dataset:
-        return Dataset(data.images[i], data.labels[i], data.class_names)
-
-    return Splits(take(train), take(val), take(test))
+    return Splits(data.take(train), data.take(val), data.take(test))
 
 
-def load(source: str, image_size: int, channels: int, seed: int, **synthetic) -> Splits:
-    """Resolve a --data value: "digits", "synthetic" or a folder path."""
+def load(
+    source: str, image_size: int, channels: int, seed: int, quiet: bool = True, **synthetic
+) -> Splits:
+    """Resolve a --data value: "digits", "synthetic" or a folder path (or a prepared
+    folder, as a checkpoint records it). AUTO size or channels follow the data."""
     if source == "digits":
+        if (image_size, channels) not in {(AUTO, AUTO), (8, 1), (8, AUTO), (AUTO, 1)}:
+            raise DataError("digits are 8x8 grey: drop --image-size and --channels")
         data = load_digits()
     elif source == "synthetic":
-        data = make_synthetic(
-            synthetic.get("n", 2000),
-            image_size,
-            channels,
-            synthetic.get("num_classes", 10),
-            seed,
-        )
+        n, classes = synthetic.get("n", 2000), synthetic.get("num_classes", 10)
+        data = make_synthetic(n, image_size or 8, channels or 1, classes, seed)
+    elif (Path(source) / "meta.json").is_file():
+        data = open_prepared(Path(source))
     else:
-        data = load_folder(source, image_size, channels)
+        data = load_folder(source, image_size, channels, quiet)
     return split(data, seed)

@@ -44,7 +44,10 @@ def assemble(spec: CNNSpec) -> keras.Model:
             x = layers.ReLU(name=f"relu{i}")(x)
             i += 1
         x = layers.MaxPooling2D(2, name=f"pool{stage}")(x)
-    x = layers.Flatten(name="flatten")(x)  # (N, H*W*C) in NHWC order
+    if spec.head == "flatten":
+        x = layers.Flatten(name="flatten")(x)  # (N, H*W*C) in NHWC order
+    else:
+        x = layers.GlobalAveragePooling2D(name="gap")(x)  # (N, C)
     x = layers.Dropout(spec.dropout, name="drop0")(x)
     x = layers.Dense(spec.hidden, activation="relu", name="fc0")(x)
     x = layers.Dropout(spec.dropout, name="drop1")(x)

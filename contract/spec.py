@@ -1,6 +1,6 @@
 """What the one CNN is: `CNNSpec`, from which both frameworks build it
 (contract/torch_cnn.py, contract/keras_cnn.py) and which every checkpoint and manifest
-records.
+records; `layout`, how its stages and head scale with the image.
 """
 
 from __future__ import annotations
@@ -8,11 +8,33 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+HEADS = ("flatten", "gap")  # what turns the last feature map into the dense layer's input
+WIDEST = 128  # channels of the widest stage
+FLATTEN_MAX = 1024  # features a flatten head may hand its dense layer; beyond, average-pool
+
+
+def layout(image_size: int) -> tuple[tuple[int, ...], str]:
+    """(widths, head) of the default CNN for an image size: one stage per halving of the
+    side while it is even and above 4 (at least 2), widths doubling from 32 (16 above 32 px,
+    where the first stages' cost grows with the side squared) up to WIDEST; a flatten head
+    while the last map is small, else global average pooling, so the head stays small
+    whatever the size (224 px: 5 stages, 7x7 -> 128 features)."""
+    side, stages = image_size, 0
+    while side % 2 == 0 and side > 4:
+        side, stages = side // 2, stages + 1
+    stages = max(stages, 2)
+    first = 32 if image_size <= 32 else 16
+    widths = tuple(min(first * 2**i, WIDEST) for i in range(stages))
+    flat = widths[-1] * (image_size >> stages) ** 2
+    return widths, "flatten" if flat <= FLATTEN_MAX else "gap"
+
 
 @dataclass(frozen=True)
 class CNNSpec:
     """The one CNN: VGG-style stages of (conv3x3-BN-ReLU) x convs_per_stage + maxpool 2x2,
-    then flatten -> dropout -> dense(hidden)-ReLU -> dropout -> dense(num_classes).
+    then the head: flatten (or global average pooling) -> dropout -> dense(hidden)-ReLU ->
+    dropout -> dense(num_classes). `for_data` scales the stages and the head with the
+    image (`layout`).
 
     mean/std are per channel on the 0..1 scale; the graph computes (x / 255 - mean) / std.
     BN momentum is PyTorch's convention (weight of the new batch); Keras gets 1 - momentum.
@@ -23,6 +45,7 @@ class CNNSpec:
     num_classes: int = 10
     widths: tuple[int, ...] = (32, 64)
     convs_per_stage: int = 2
+    head: str = "flatten"
     hidden: int = 128
     dropout: float = 0.25
     bn_eps: float = 1e-3
@@ -40,8 +63,10 @@ class CNNSpec:
         if side < 1 or self.image_size % (2 ** len(self.widths)):
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by 2**{len(self.widths)} "
-                f"(one 2x2 max-pool per stage of widths={self.widths})"
+                f"(one 2x2 max-pool per stage of widths={self.widths}): use a multiple of 4"
             )
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
 
     @property
     def feature_side(self) -> int:
@@ -50,17 +75,34 @@ class CNNSpec:
 
     @property
     def flat_features(self) -> int:
-        return self.widths[-1] * self.feature_side**2
+        """The first dense layer's inputs: the flattened map, or one mean per channel."""
+        return self.widths[-1] * (self.feature_side**2 if self.head == "flatten" else 1)
+
+    def cost(self) -> dict[str, int]:
+        """Weights and multiply-adds per image (convolutions and dense layers; BN, pooling
+        and activations, a few per pixel, left out)."""
+        weights, macs, side, c_in = 0, 0, self.image_size, self.channels
+        for width in self.widths:
+            for _ in range(self.convs_per_stage):
+                weights += 9 * c_in * width + width + 2 * width  # kernel, bias, BN's scale/shift
+                macs += 9 * c_in * width * side * side
+                c_in = width
+            side //= 2
+        for n_in, n_out in ((self.flat_features, self.hidden), (self.hidden, self.num_classes)):
+            weights += n_in * n_out + n_out
+            macs += n_in * n_out
+        return {"weights": weights, "macs": macs}
 
     @classmethod
     def for_data(cls, image_size: int, channels: int, num_classes: int, **kw) -> CNNSpec:
+        widths, head = layout(image_size)
         return cls(
             image_size=image_size,
             channels=channels,
             num_classes=num_classes,
             mean=(0.5,) * channels,
             std=(0.5,) * channels,
-            **kw,
+            **{"widths": widths, "head": head, **kw},
         )
 
     def to_dict(self) -> dict:

@@ -31,8 +31,11 @@ class CNN(nn.Module):
                 c_in = width
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
+        # flatten: (N, C*H*W) in NCHW order, transfer permutes it to Keras' HWC; gap: (N, C).
+        # One module either way: the dense layers keep their state_dict keys (head.2, head.5).
+        pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Sequential(
-            nn.Flatten(),  # (N, C*H*W) in NCHW order; transfer permutes to Keras' HWC
+            nn.Flatten() if spec.head == "flatten" else pool,
             nn.Dropout(spec.dropout),
             nn.Linear(spec.flat_features, spec.hidden),
             nn.ReLU(inplace=True),

@@ -3,7 +3,8 @@
 Conventions mapped explicitly:
 - conv kernels: torch OIHW <-> keras HWIO
 - dense kernels: torch (out, in) <-> keras (in, out)
-- the first dense layer after Flatten: torch flattens NCHW (c, h, w), keras NHWC (h, w, c)
+- the first dense layer after Flatten: torch flattens NCHW (c, h, w), keras NHWC (h, w, c);
+  after global average pooling both hand it (c,), and nothing is permuted
 - BatchNorm: same eps from the spec on both; momentum is torch m == keras 1 - m (spec)
 """
 
@@ -16,6 +17,8 @@ from contract.spec import CNNSpec
 
 def _flatten_perm(w: np.ndarray, spec: CNNSpec, to_keras: bool) -> np.ndarray:
     """Reorder the input axis of a (out, in) dense weight between CHW and HWC flatten order."""
+    if spec.head != "flatten":
+        return w
     side, c = spec.feature_side, spec.widths[-1]
     out = w.shape[0]
     if to_keras:

@@ -65,7 +65,8 @@ class Source:
         """The first training images of the data and split the checkpoint was trained on."""
         spec = self.spec
         splits = self.ckpt.splits()
-        images = splits.train.images[:CALIBRATION_IMAGES]
+        count = min(CALIBRATION_IMAGES, len(splits.train.labels))
+        images = np.asarray(splits.train.images[np.arange(count)], np.float32)
         want = (spec.image_size, spec.image_size, spec.channels)
         if images.shape[1:] != want:
             raise datasets.DataError(

@@ -2,13 +2,15 @@
 logits, saved as golden.npz so that a run can be replayed and the server can replay them at
 start-up (serve/models.py).
 
-Per trainer: the held-out images of the checkpoint's own split (val + test, labelled: the
-model never trained on them) plus seeded uniform-noise images (unlabelled), so real and
-out-of-distribution inputs are both covered.
+Per trainer: the held-out images of the checkpoint's own split (test, then val, labelled: the
+model never trained on them; at most HELD_OUT_IMAGES), then two kinds of unlabelled rows
+(harness/verdict.py says what each is for): seeded uniform noise (RANDOM), far from any
+training image, and seeded mixes of two held-out images (BLEND), unlike any but within their
+range. So real, blended and out-of-distribution inputs are all covered.
 
-golden.npz: `images_<t>`, `labels_<t>` (-1: unlabelled), `reference_<t>` (the eager logits),
-`name_<t>` (the reference's name) per trainer, and `images` when every trainer shares one
-batch.
+golden.npz: `images_<t>`, `labels_<t>` (RANDOM -1, BLEND -2: unlabelled), `reference_<t>`
+(the eager logits), `name_<t>` (the reference's name) per trainer, and `images` when every
+trainer shares one batch.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ import numpy as np
 from contract import checkpoint
 from contract.files import atomic_path
 from harness.backend import eager
+from harness.verdict import BLEND, RANDOM
 
 GOLDEN_FILE = "golden.npz"
-RANDOM_IMAGES = 64
+RANDOM_IMAGES = 64  # uniform noise: label RANDOM
+BLEND_IMAGES = 64  # two held-out images mixed: label BLEND
+# Labelled held-out images at most (test first, then validation): enough for the verdict's
+# bounds (a pass with no miss needs 268 at a 1% allowance), and a golden file of the same
+# size whatever the folder holds (1024 RGB images at 64 px: 50 MB of float32).
+HELD_OUT_IMAGES = 1024
 
 
 @dataclass
@@ -31,18 +39,24 @@ class Golden:
     """One trainer's golden inputs."""
 
     images: np.ndarray  # (N, H, W, C) float32
-    labels: np.ndarray  # (N,) int64; -1 for the random images
+    labels: np.ndarray  # (N,) int64; RANDOM or BLEND for the unlabelled rows
 
 
 def golden_set(trainer: str, checkpoints: Path, seed: int = 0) -> Golden:
-    """The checkpoint's held-out images (val + test) plus seeded noise of the same shape."""
+    """The checkpoint's held-out images, then seeded noise and blends of the same shape."""
     splits = checkpoint.find(trainer, checkpoints).splits()
-    held_out = [splits.test, splits.val]
+    tests = min(len(splits.test.labels), HELD_OUT_IMAGES)
+    vals = min(len(splits.val.labels), HELD_OUT_IMAGES - tests)
+    held_out = [splits.test.take(np.arange(tests)), splits.val.take(np.arange(vals))]
     rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 255, (RANDOM_IMAGES, *splits.test.images.shape[1:]))
-    images = np.concatenate([*(d.images for d in held_out), noise.astype(np.float32)])
-    labels = np.concatenate([*(d.labels for d in held_out), np.full(RANDOM_IMAGES, -1)])
-    return Golden(images, labels)
+    real = np.concatenate([np.asarray(d.images, np.float32) for d in held_out])
+    noise = rng.uniform(0, 255, (RANDOM_IMAGES, *real.shape[1:])).astype(np.float32)
+    pairs = rng.integers(0, len(real), (BLEND_IMAGES, 2))
+    alpha = rng.uniform(0.3, 0.7, (BLEND_IMAGES, 1, 1, 1)).astype(np.float32)
+    blends = alpha * real[pairs[:, 0]] + (1 - alpha) * real[pairs[:, 1]]
+    unlabelled = [np.full(RANDOM_IMAGES, RANDOM), np.full(BLEND_IMAGES, BLEND)]
+    labels = np.concatenate([*(d.labels for d in held_out), *unlabelled])
+    return Golden(np.concatenate([real, noise, blends]), labels)
 
 
 def load_or_build(

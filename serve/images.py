@@ -1,7 +1,7 @@
-"""An uploaded PNG or JPEG as one image under the contract: float32 [1, H, W, C], 0..255.
+"""An uploaded PNG, JPEG or WebP as one image under the contract: float32 [1, H, W, C], 0..255.
 
-The conversion is the training folder loader's (contract.pixels.to_pixels: grey "L" or "RGB",
-bilinear resize), so an upload is seen the way the training images were.
+The conversion is the training folders' (contract/pixels.py: orientation, transparency,
+grey "L" or "RGB", bilinear resize), so an upload is seen the way the training images were.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from contract.names import PIXEL_MAX
-from contract.pixels import to_pixels
+from contract.pixels import FORMATS, to_pixels
 
-FORMATS = ("PNG", "JPEG")
 # Checked from the header, before any pixel is decoded: a small file that inflates to
 # gigapixels (a decompression bomb) is refused for the cost of reading its header.
 MAX_PIXELS = 4096 * 4096
@@ -41,9 +40,9 @@ def decode(data: bytes, shape: tuple[int, int, int], invert: bool = False) -> np
                 raise ImageError(
                     f"image is {w}x{h} = {w * h} pixels, over the {MAX_PIXELS} limit", 413
                 )
-            pixels = to_pixels(im, height, width, channels)[None]
+            pixels = to_pixels(im, height, width, channels)[None].astype(np.float32)
     except UnidentifiedImageError:
-        raise ImageError(f"not a {' or '.join(FORMATS)} image", 415) from None
+        raise ImageError(f"not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} image", 415) from None
     except Image.DecompressionBombError as e:
         raise ImageError(str(e), 413) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -249,7 +249,7 @@ def upload_routes(app: FastAPI, registry: Registry) -> None:
     @app.post("/classify")
     @app.post("/classify/{name}")
     async def classify(request: Request, name: str | None = None):
-        """multipart/form-data: `image` (PNG or JPEG), optional `k` and `invert`."""
+        """multipart/form-data: `image` (PNG, JPEG or WebP), optional `k` and `invert`."""
         form = await read_form(request)
         upload, k, invert = form["image"], form["k"], form["invert"]
         chosen = [registry.get(name)] if name else list(registry.models.values())

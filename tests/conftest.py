@@ -26,6 +26,13 @@ def train_all(out, **overrides) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def prepared_data(tmp_path_factory):
+    """Folders a test prepares (train/prepare.py) go to the session's temporary folder, and so
+    do those of the processes it starts, never to the checkout's artifacts/."""
+    os.environ["TANDEM_DATA"] = str(tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def inductor_cache(tmp_path_factory):
     """AOTInductor (the pt2 format) caches compiled kernels under /tmp by default; a session
     starts from an empty cache, as on a fresh CI machine, and shares it between its exports."""

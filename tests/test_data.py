@@ -4,23 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from folders import COLOURS, write_rgb_folder
 
 from contract import datasets
 from train.__main__ import main
-
-COLOURS = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (10, 30, 230)}
-
-
-def write_rgb_folder(root, per_class: int = 6, size: int = 20):
-    rng = np.random.default_rng(0)
-    for name, colour in COLOURS.items():
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = np.clip(np.array(colour) + rng.normal(0, 10, (size, size, 3)), 0, 255)
-            suffix = ".png" if i % 2 else ".jpg"
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}{suffix}")
-    return root
 
 
 def test_digits_contract():
@@ -53,9 +40,10 @@ def test_folder_rgb(tmp_path):
     root = write_rgb_folder(tmp_path / "colours")
     d = datasets.load_folder(root, image_size=8, channels=3)
     assert d.class_names == sorted(COLOURS)
-    assert d.images.shape == (18, 8, 8, 3) and d.images.dtype == np.float32
+    assert d.images.shape == (18, 8, 8, 3) and d.images.dtype == np.uint8  # prepared, on disk
+    images = np.asarray(d.images, np.float32)
     for label, name in enumerate(d.class_names):
-        mean = d.images[d.labels == label].mean(axis=(0, 1, 2))
+        mean = images[d.labels == label].mean(axis=(0, 1, 2))
         assert np.argmax(mean) == np.argmax(COLOURS[name]), f"{name}: channels out of order"
 
 

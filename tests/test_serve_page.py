@@ -106,4 +106,4 @@ def test_bad_upload_shows_the_error(page):
         upload(page, b"not an image", "x.txt", "text/plain")
     assert response.value.status == 415
     page.wait_for_function("document.getElementById('error').textContent.length > 0")
-    assert "not a PNG or JPEG" in page.locator("#error").inner_text()
+    assert "not a PNG, JPEG or WEBP" in page.locator("#error").inner_text()

@@ -6,7 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, judge, min_images, wilson
+from harness.verdict import (
+    BLEND,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    PROFILES,
+    RANDOM,
+    judge,
+    min_images,
+    wilson,
+)
 
 CLASSES = 10
 NOISE = 16
@@ -120,3 +130,24 @@ def test_shape_mismatch_fails():
     reference, labels = confident(10)
     result = judge(reference, reference[:, :9], labels, "fp32")
     assert result["verdict"] == FAIL and "reference" in result["reason"]
+
+
+def test_int8_bounds_the_blends_and_reports_the_noise():
+    """int8 saturates on uniform noise by design (outside its calibration): the blends of real
+    images are what its unlabelled bound judges; every other profile judges both."""
+    reference, labels = confident(400)
+    labels = labels.copy()
+    labels[-NOISE // 2 :] = BLEND  # the last half of the unlabelled rows: blends
+    bound = PROFILES["int8"].max_abs_diff * 10.0
+    noisy = reference.copy()
+    noisy[400] += np.float32(5 * bound)  # a RANDOM row far out
+    result = judge(reference, noisy, labels, "int8")
+    assert result["verdict"] == PASS and result["random_max_abs_diff"] >= 5 * bound, result
+    assert judge(reference, noisy, labels, "fp16")["verdict"] == FAIL
+    blended = reference.copy()
+    blended[-1] += np.float32(1.2 * bound)  # a BLEND row out of budget
+    result = judge(reference, blended, labels, "int8")
+    assert result["verdict"] == FAIL and "unlabelled rows" in result["reason"], result
+    # a golden set made before the blends: its noise rows are what there is to bound
+    old = np.where(labels == BLEND, RANDOM, labels)
+    assert judge(reference, noisy, old, "int8")["verdict"] == FAIL

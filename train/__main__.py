@@ -17,21 +17,32 @@ from dataclasses import fields
 from pathlib import Path
 
 from contract import datasets
+from contract.folders import DEFAULT_SIZE
 from contract.names import TRAINERS
 from contract.spec import CNNSpec
-from train import cluster, record
+from train import augment, cluster, data, record
 from train.config import INIT_SOURCES, TrainConfig
 
 HELP = {
     "trainer": "which trainer to run, or all",
     "data": "digits (embedded), synthetic, or a folder with one sub-folder per class",
-    "image_size": "side in pixels that folder/synthetic images are resized to",
-    "channels": "1 (grey) or 3 (RGB) for folder/synthetic data",
+    "image_size": "side in pixels that folder/synthetic images are resized to; 0: from the "
+    "data (folders: 64, or their median side if smaller; synthetic: 8)",
+    "channels": "1 (grey) or 3 (RGB) for folder/synthetic data; 0: from the data (folders: RGB "
+    "when any image holds colour; synthetic: 1)",
+    "augment": "augmentation, the same pixels for every trainer: none, flip, crop-flip (random "
+    "resized crop and flip), or auto (crop-flip for a folder, none for digits and synthetic)",
     "synthetic_classes": "number of classes of synthetic data",
     "synthetic_samples": "number of synthetic images",
     "epochs": "epochs to train (with --resume: the total, counting those done)",
     "batch_size": "images per step",
-    "lr": "peak Adam learning rate, cosine-decayed per step to 0",
+    "lr": "peak Adam learning rate, cosine-decayed per step to 0; 0: from the data (3e-3 for "
+    "digits and synthetic data, 1e-3 for a folder)",
+    "warmup_epochs": "epochs of linear warm-up to the peak rate; -1: from the data (1 for a "
+    "folder, 0 otherwise)",
+    "bn_batches": "after each epoch, recompute BatchNorm's statistics as the average over this "
+    "many training batches (exact, not a moving average that lags the weights); -1: from the "
+    "data (20 for a folder, 0 otherwise)",
     "adam_eps": "Adam epsilon (set on both frameworks)",
     "dropout": "dropout rate of both dropout layers; 0 switches dropout off, the one source "
     "of randomness the two frameworks cannot share",
@@ -52,6 +63,8 @@ HELP = {
     "max_steps": "quick mode: at most this many steps per epoch (0 = all)",
     "quiet": "no progress bars or epoch lines",
     "skip_trained": "skip trainers whose run in --out already finished (make export uses it)",
+    "describe": "print the CNN this data gives (its stages, head, weights and multiply-adds "
+    "per image) and exit without training",
     "replicas": "Keras trainers: train on this many devices of this host in sync "
     "(tf.distribute.MirroredStrategy; N logical devices on a CPU); for torch use torchrun",
 }
@@ -59,6 +72,7 @@ HELP = {
 
 CHOICES = {
     "trainer": [*TRAINERS, "all"],
+    "augment": ["auto", *augment.POLICIES],
     "device": ["auto", "cpu", "cuda"],
     "init": list(INIT_SOURCES),
 }
@@ -116,16 +130,34 @@ def run(
     if trainer not in TRAINER_MODULES:
         raise ValueError(f"unknown trainer {trainer!r}; valid trainers: {', '.join(TRAINERS)}")
     cfg.trainer = trainer
-    spec = CNNSpec.for_data(
-        splits.train.image_size,
-        splits.train.channels,
-        len(splits.train.class_names),
-        dropout=cfg.dropout,
-    )
+    spec = spec_for(cfg, splits)
     module = importlib.import_module(TRAINER_MODULES[trainer])
     # In a distributed run only the chief writes cfg.out; the others, a temporary folder.
     with cluster.own_output(cfg, cluster.process(trainer)) as mine:
         return module.train(mine, splits, spec, on_step=on_step)
+
+
+def spec_for(cfg: TrainConfig, splits: datasets.Splits) -> CNNSpec:
+    """The CNN the data asks for (CNNSpec.for_data scales it with the image size)."""
+    train = splits.train
+    return CNNSpec.for_data(
+        train.image_size, train.channels, len(train.class_names), dropout=cfg.dropout
+    )
+
+
+def describe(spec: CNNSpec) -> str:
+    cost = spec.cost()
+    stages = " -> ".join(f"{w}x{spec.convs_per_stage}" for w in spec.widths)
+    side = spec.feature_side
+    return (
+        f"CNN for {spec.image_size}x{spec.image_size}x{spec.channels} images, "
+        f"{spec.num_classes} classes:\n"
+        f"  stages (conv3x3 width x count, then 2x2 max-pool): {stages}\n"
+        f"  head: {spec.head} of the last {side}x{side}x{spec.widths[-1]} map -> "
+        f"{spec.flat_features} -> dense {spec.hidden} -> dense {spec.num_classes}\n"
+        f"  {cost['weights']:,} weights ({cost['weights'] * 4 / 2**20:.2f} MiB as float32), "
+        f"{cost['macs'] / 1e6:,.1f} M multiply-adds per image"
+    )
 
 
 def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:
@@ -139,6 +171,28 @@ def refused_flags(cfg: TrainConfig, trainers: list[str]) -> str:
                 f"pass --trainer {' or '.join(able)}, or drop the flag"
             )
     return ""
+
+
+def data_line(cfg: TrainConfig, splits: datasets.Splits) -> str:
+    """What the run trains on, and which of it came from the data rather than a flag."""
+    train = splits.train
+    n = sum(len(s.labels) for s in (splits.train, splits.val, splits.test))
+    size = f"{train.image_size}x{train.image_size} px"
+    colour = "RGB" if train.channels == 3 else "grey"
+    if not cfg.image_size and train.prepared:
+        size += (
+            f" (for folders: {DEFAULT_SIZE}, or the images' median side if less; --image-size N)"
+        )
+    if not cfg.channels and train.prepared:
+        colour += " (from the images' modes: RGB when any holds colour; --channels 1 or 3)"
+    settled = data.resolve(cfg, train)
+    where = f", prepared in {train.prepared}" if train.prepared else ""
+    return (
+        f"data: {cfg.data}: {n} images of {len(train.class_names)} classes{where}\n"
+        f"      {size}, {colour}\n"
+        f"      augment {settled.augment} (--augment), lr {settled.lr:g} (--lr), "
+        f"{settled.warmup_epochs} warm-up epoch(s) (--warmup-epochs)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +212,18 @@ def main(argv: list[str] | None = None) -> int:
             cfg.image_size,
             cfg.channels,
             cfg.seed,
+            quiet=cfg.quiet,
             n=cfg.synthetic_samples,
             num_classes=cfg.synthetic_classes,
         )
     except datasets.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not cfg.quiet and cluster.process(trainers[0]).chief:
+        print(data_line(cfg, splits))
+    if cfg.describe:
+        print(describe(spec_for(cfg, splits)))
+        return 0
     summary = []
     started = time.perf_counter()
     for trainer in trainers:

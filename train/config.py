@@ -22,13 +22,16 @@ class TrainConfig:
 
     trainer: str = "torch"
     data: str = "digits"  # "digits" | "synthetic" | a folder path
-    image_size: int = 8  # used by folder and synthetic data; digits are 8x8
-    channels: int = 1  # used by folder and synthetic data; digits are grey
+    image_size: int = 0  # folder and synthetic data; 0: from the data (digits are 8x8)
+    channels: int = 0  # folder and synthetic data; 0: from the data (digits are grey)
+    augment: str = "auto"  # none | flip | crop-flip; auto: crop-flip for folders only
     synthetic_classes: int = 10
     synthetic_samples: int = 2000
     epochs: int = 15
     batch_size: int = 64
-    lr: float = 3e-3  # Adam, cosine-decayed to 0 per step over all epochs
+    lr: float = 0.0  # Adam's peak, cosine-decayed to 0 per step; 0: from the data (data.resolve)
+    warmup_epochs: int = -1  # linear warm-up to the peak first; -1: from the data
+    bn_batches: int = -1  # BatchNorm statistics recomputed over N batches per epoch; -1: data
     adam_eps: float = 1e-7  # Keras' default; torch's is 1e-8, so set both
     dropout: float = CNNSpec.dropout  # 0 switches off the one randomness not shared
     init: str = "torch"  # INIT_SOURCES: who draws the one set of initial weights
@@ -44,6 +47,7 @@ class TrainConfig:
     max_steps: int = 0  # >0 stops each epoch early: the quick mode tests use
     quiet: bool = False
     skip_trained: bool = False  # leave trainers whose run already finished alone
+    describe: bool = False  # print the CNN the data gives (layers, weights, multiply-adds), exit
     replicas: int = 1  # Keras: devices of this host in sync (MirroredStrategy)
 
     def last_epoch(self) -> int:

@@ -18,7 +18,7 @@ from contract import datasets
 from contract.spec import CNNSpec
 from train import data, keras_distribute, record
 from train.config import TrainConfig
-from train.keras_tape import build, check_flags, evaluate, pick_device, reseed, save
+from train.keras_tape import build, calibrate, check_flags, evaluate, pick_device, reseed, save
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -34,13 +34,15 @@ class EpochBatches(keras.utils.PyDataset):
         (it also fires after peeking at the first batch)."""
         order = data.batches(len(self.split.labels), self.cfg.batch_size, self.cfg.seed, epoch)
         self.order = order[: self.cfg.max_steps] if self.cfg.max_steps else order
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __getitem__(self, i: int):
-        idx = self.order[i]
-        return self.split.images[idx], self.split.labels[idx]
+        """Step i's batch, augmented as the loops' (data.stream reads the same)."""
+        cfg = self.cfg
+        return data.load_batch(self.split, self.order[i], cfg.augment, cfg.seed, self.epoch, i)
 
 
 class EndEpoch(keras.callbacks.Callback):
@@ -73,6 +75,7 @@ class EndEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.bar.close()
         seen = sum(len(i) for i in self.batches.order)
+        calibrate(self.cfg, self.model, self.batches.split, epoch)
         val = evaluate(self.model, self.split)
         record.end_epoch(
             self.cfg, self.history, epoch, logs["loss"], logs["accuracy"], val, seen, self.started
@@ -83,6 +86,7 @@ class EndEpoch(keras.callbacks.Callback):
 def train(
     cfg: TrainConfig, splits: datasets.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
+    cfg = data.resolve(cfg, splits.train)  # the settings left to the data
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)

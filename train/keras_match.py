@@ -25,6 +25,8 @@ build is imported.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -48,3 +50,23 @@ class TorchAdam(keras.optimizers.Adam):
         # torch: denom = sqrt(v) / sqrt(bc2) + eps; param.addcdiv_(m, denom, -lr / bc1)
         denom = ops.sqrt(v) / ops.sqrt(bias_correction2) + self.epsilon
         self.assign_sub(variable, (lr / bias_correction1) * (m / denom))
+
+
+@keras.saving.register_keras_serializable(package="tandem")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """train/schedule.py:factor x lr, in Keras ops: the optimizer evaluates it at its step
+    count before each update, as torch's LambdaLR holds it for that step."""
+
+    def __init__(self, lr: float, total: int, warmup: int = 0) -> None:
+        self.lr, self.total, self.warmup = float(lr), int(total), int(warmup)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        span = float(max(self.total - self.warmup, 1))
+        warm = (step + 1.0) / float(max(self.warmup, 1))
+        progress = ops.minimum(step - float(self.warmup), span) / span
+        cosine = 0.5 * (1.0 + ops.cos(math.pi * progress))
+        return self.lr * ops.where(step < float(self.warmup), warm, cosine)
+
+    def get_config(self) -> dict:
+        return {"lr": self.lr, "total": self.total, "warmup": self.warmup}

@@ -21,7 +21,7 @@ from contract.names import TRAINER_FRAMEWORK
 from contract.spec import CNNSpec
 from train import data, initial, keras_distribute, record
 from train.config import TrainConfig
-from train.keras_match import TorchAdam
+from train.keras_match import TorchAdam, WarmupCosine
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["keras-tape"]]
 
@@ -80,14 +80,15 @@ def build(
     model = keras_cnn.build(spec, cfg.seed, POLICY[cfg.bf16])
     init = initial.start_keras(model, spec, cfg.init, cfg.seed)  # torch's init, by default
     steps_per_epoch = -(-len(splits.train.labels) // cfg.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
-    # torch.optim.Adam's update (train/keras_match.py); CosineDecay evaluated at the step
-    # count before the update gives CosineAnnealingLR's learning rate at every step.
+    schedule = WarmupCosine(
+        cfg.lr, steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs
+    )  # train/schedule.py's, as the torch loop follows it
+    # torch.optim.Adam's update (train/keras_match.py)
     optimizer = TorchAdam(learning_rate=schedule, epsilon=cfg.adam_eps)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     # jit_compile set either way: Keras' "auto" would XLA-compile model.fit on a GPU only.
     model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"], jit_compile=cfg.compile)
-    run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
+    run_dir, history = record.start(cfg, spec, splits, init)
     if history:  # resume: the checkpoint's weights replace the init
         model = resume(run_dir / WEIGHTS, cfg)
     if model.jit_compile != cfg.compile:  # Keras turns XLA off, with a warning, where it can't
@@ -112,6 +113,7 @@ def resume(path: Path, cfg: TrainConfig) -> keras.Model:
 def train(
     cfg: TrainConfig, splits: datasets.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
+    cfg = data.resolve(cfg, splits.train)  # the settings left to the data
     strategy = keras_distribute.strategy(cfg)  # None for one device; first: it sets TF up
     keras.utils.set_random_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -132,6 +134,7 @@ def train(
             started = time.perf_counter()
             reseed(model, cfg.seed, epoch)
             loss, accuracy, seen = train_epoch(cfg, model, step_fn, splits.train, epoch, on_step)
+            calibrate(cfg, model, splits.train, epoch)
             val = evaluate(model, splits.val)
             record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
             save(run_dir, model)
@@ -164,13 +167,16 @@ def train_epoch(
     order = data.batches(len(split.labels), cfg.batch_size, cfg.seed, epoch)
     if cfg.max_steps:
         order = order[: cfg.max_steps]
-    for idx in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
-        labels = split.labels[idx]
-        loss, logits = step_fn(split.images[idx], labels)
+    batches = data.stream(split, order, cfg.augment, cfg.seed, epoch)  # read ahead in a thread
+    bar = tqdm(
+        batches, total=len(order), desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet
+    )
+    for images, labels in bar:
+        loss, logits = step_fn(images, labels)
         on_step(model)
-        total_loss += float(loss) * len(idx)
+        total_loss += float(loss) * len(labels)
         total_correct += int((np.argmax(logits, 1) == labels).sum())
-        seen += len(idx)
+        seen += len(labels)
     return total_loss / seen, total_correct / seen, seen
 
 
@@ -183,14 +189,26 @@ def train_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tupl
     return loss, logits
 
 
+def calibrate(cfg: TrainConfig, model: keras.Model, split: datasets.Dataset, epoch: int) -> None:
+    """BatchNorm's moving statistics set to their average over cfg.bn_batches training
+    batches under the epoch's final weights, as the torch loop's `calibrate` (Keras'
+    momentum is the old value's weight: 1 - 1/k at the k-th batch, a plain mean)."""
+    order = data.calibration_batches(cfg, split, epoch)
+    if not order:
+        return
+    norms = keras_cnn.norms(model)
+    was = [norm.momentum for norm in norms]
+    for k, (images, _) in enumerate(data.stream(split, order, "none", cfg.seed, epoch), 1):
+        for norm in norms:
+            norm.momentum = 1.0 - 1.0 / k
+        model(images, training=True)  # eager: each layer reads its momentum now
+    for norm, momentum in zip(norms, was, strict=True):
+        norm.momentum = momentum
+
+
 def evaluate(model: keras.Model, split: datasets.Dataset) -> tuple[float, float]:
     model = keras_distribute.one_device(model)  # itself, unless trained under a strategy
-    logits = np.concatenate(
-        [
-            model.predict_on_batch(split.images[i : i + 1024])
-            for i in range(0, len(split.labels), 1024)
-        ]
-    )
+    logits = np.concatenate([model.predict_on_batch(images) for images, _ in data.chunks(split)])
     loss = float(model.loss(split.labels, logits))
     return loss, float((logits.argmax(1) == split.labels).mean())
 

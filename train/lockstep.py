@@ -34,7 +34,7 @@ from contract import datasets
 from contract.names import TRAINER_FRAMEWORK, TRAINERS
 from contract.paths import REPORTS
 from contract.spec import CNNSpec
-from train import initial, lockstep_report
+from train import data, initial, lockstep_report
 from train.__main__ import HELP, run
 from train.config import INIT_SOURCES, TrainConfig
 
@@ -161,6 +161,7 @@ def summarise(
     import tensorflow as tf
     import torch
 
+    cfg = data.resolve(cfg, splits.train)  # the learning rate the trainers took
     return {
         "settings": {
             "data": cfg.data,

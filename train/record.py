@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from contract import datasets
 from contract.checkpoint import SPEC_FILE
 from contract.files import atomic_path, write_json_atomic, write_text_atomic
 from contract.names import LABELS_FILE
@@ -21,10 +22,12 @@ CURVES_FILE = "curves.png"
 
 
 def start(
-    cfg: TrainConfig, spec: CNNSpec, labels: list[str], init: dict
+    cfg: TrainConfig, spec: CNNSpec, splits: datasets.Splits, init: dict
 ) -> tuple[Path, list[dict]]:
     """Create the run folder (or reopen it to resume); return it and the epochs done so far.
     init: train.initial's record of the initial weights (source, drawn_by, sha256)."""
+    labels = splits.train.class_names
+    prepared = splits.train.prepared  # cfg is resolved (data.resolve): its values are concrete
     run_dir = cfg.run_dir()
     history: list[dict] = []
     if cfg.resume:
@@ -50,10 +53,17 @@ def start(
         {
             "trainer": cfg.trainer,
             "data": cfg.data,
+            # a folder's prepared images, the exact files it was trained on (contract/folders.py)
+            "prepared": str(prepared) if prepared else None,
+            "augment": cfg.augment,
+            "lr": cfg.lr,
+            "warmup_epochs": cfg.warmup_epochs,
+            "bn_batches": cfg.bn_batches,
             "seed": cfg.seed,
             # what datasets.load needs to rebuild the exact split (synthetic data only)
             "synthetic": {"n": cfg.synthetic_samples, "num_classes": cfg.synthetic_classes},
             "spec": spec.to_dict(),
+            "cost": spec.cost(),  # weights, multiply-adds per image
             "init": init,
         },
     )

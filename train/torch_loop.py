@@ -17,7 +17,7 @@ from contract.checkpoint import WEIGHTS_FILE
 from contract.files import atomic_path
 from contract.names import TRAINER_FRAMEWORK
 from contract.spec import CNNSpec
-from train import cluster, data, distributed, initial, record
+from train import cluster, data, distributed, initial, record, schedule
 from train.config import TrainConfig
 
 WEIGHTS = WEIGHTS_FILE[TRAINER_FRAMEWORK["torch"]]
@@ -54,6 +54,7 @@ def check_flags(cfg: TrainConfig, device: torch.device) -> None:
 def train(
     cfg: TrainConfig, splits: datasets.Splits, spec: CNNSpec, on_step: Callable | None = None
 ) -> dict:
+    cfg = data.resolve(cfg, splits.train)  # the settings left to the data
     torch.manual_seed(cfg.seed)
     me = cluster.torchrun_process()  # rank 0 of 1 unless torchrun started this process
     device = distributed.start(me, pick_device(cfg.device))
@@ -70,30 +71,28 @@ def train(
     # --fused-adam: the same update in one kernel for all parameters (CPU and CUDA)
     fused = {"fused": True} if cfg.fused_adam else {}
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, **fused)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=steps_per_epoch * cfg.epochs
+    scheduler = schedule.torch_scheduler(
+        optimizer, steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs
     )
-    run_dir, history = record.start(cfg, spec, splits.train.class_names, init)
+    run_dir, history = record.start(cfg, spec, splits, init)
     if history:  # resume: the checkpoint's weights replace the init
         state = torch.load(run_dir / WEIGHTS, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-    # The whole split lives on the device: no host->device copy inside the loop.
-    train_x, train_y = to_device(splits.train, device)
-    val_x, val_y = to_device(splits.val, device)
     on_step = on_step or (lambda model: None)
     on_step(net)  # before the first step
     for epoch in range(len(history), cfg.last_epoch()):
         started = time.perf_counter()
         reseed(cfg.seed, epoch, me)
         loss, accuracy, seen = train_epoch(
-            cfg, model, optimizer, scheduler, train_x, train_y, epoch, device, on_step, me
+            cfg, model, optimizer, scheduler, splits.train, epoch, device, on_step, me
         )
-        val = evaluate(cfg, net, val_x, val_y, device)
+        calibrate(cfg, net, splits.train, epoch, device, me)
+        val = evaluate(cfg, net, splits.val, device)
         record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
         save(run_dir, net, optimizer, scheduler)
-    test = evaluate(cfg, net, *to_device(splits.test, device), device)
+    test = evaluate(cfg, net, splits.test, device)
     metrics = record.finish(cfg, history, test, str(device))
     distributed.stop(me)
     return metrics
@@ -110,8 +109,7 @@ def train_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    split: datasets.Dataset,
     epoch: int,
     device: torch.device,
     on_step: Callable,
@@ -121,19 +119,26 @@ def train_epoch(
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    order = data.batches(len(labels), cfg.batch_size, cfg.seed, epoch)
+    order = data.batches(len(split.labels), cfg.batch_size, cfg.seed, epoch)
     if cfg.max_steps:
         order = order[: cfg.max_steps]
     cluster.check_batches(order, me.size)
-    for batch in tqdm(order, desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet):
-        idx = torch.as_tensor(cluster.shard(batch, me.rank, me.size), device=device)
-        weight = distributed.loss_weight(len(idx), len(batch), me)
-        loss, logits = train_step(cfg, model, optimizer, images[idx], labels[idx], device, weight)
+    # this rank's part of every batch, read ahead (and pinned, for a CUDA copy) in a thread
+    part = (me.rank, me.size)
+    parts = data.stream(split, order, cfg.augment, cfg.seed, epoch, part, host(device))
+    bar = tqdm(
+        parts, total=len(order), desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet
+    )
+    for batch, (images, labels) in zip(order, bar, strict=True):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        weight = distributed.loss_weight(len(labels), len(batch), me)
+        loss, logits = train_step(cfg, model, optimizer, images, labels, device, weight)
         scheduler.step()
         on_step(getattr(model, "module", model))  # the CNN, not its DDP wrapper
         # Accumulate on device; one sync per epoch instead of one per step.
-        total_loss += loss.detach() * len(idx)
-        total_correct += (logits.argmax(1) == labels[idx]).sum()
+        total_loss += loss.detach() * len(labels)
+        total_correct += (logits.argmax(1) == labels).sum()
         seen += len(batch)
     total_loss, total_correct = (
         distributed.all_sum(total_loss, me),
@@ -162,26 +167,57 @@ def train_step(
 
 
 @torch.no_grad()
-def evaluate(
+def calibrate(
     cfg: TrainConfig,
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    net: torch.nn.Module,
+    split: datasets.Dataset,
+    epoch: int,
     device: torch.device,
+    me: cluster.Process,
+) -> None:
+    """BatchNorm's running statistics set to their average over cfg.bn_batches training
+    batches under the epoch's final weights (momentum 1/k at the k-th: a plain mean), where
+    the moving average lags weights that moved fast. Each rank its part, summed over ranks
+    by the global BatchNorm as in training."""
+    order = data.calibration_batches(cfg, split, epoch)
+    if not order:
+        return
+    norms = net.norms()
+    was = [norm.momentum for norm in norms]
+    net.train()
+    parts = data.stream(split, order, "none", cfg.seed, epoch, (me.rank, me.size))
+    for k, (images, _) in enumerate(parts, 1):
+        for norm in norms:
+            norm.momentum = 1.0 / k
+        net(torch.from_numpy(images).to(device))
+    for norm, momentum in zip(norms, was, strict=True):
+        norm.momentum = momentum
+
+
+@torch.no_grad()
+def evaluate(
+    cfg: TrainConfig, model: torch.nn.Module, split: datasets.Dataset, device: torch.device
 ) -> tuple[float, float]:
     model.eval()
+    logits = []
     # Under --bf16 as trained, as Keras' mixed_bfloat16 policy also predicts in bf16.
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        logits = torch.cat([model(images[i : i + 1024]) for i in range(0, len(labels), 1024)])
-    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        for images, _ in data.chunks(split):
+            logits.append(model(torch.from_numpy(images).to(device)).float())
+    logits, labels = torch.cat(logits), torch.from_numpy(split.labels).to(device)
+    loss = torch.nn.functional.cross_entropy(logits, labels)
     return loss.item(), (logits.argmax(1) == labels).float().mean().item()
 
 
-def to_device(split: datasets.Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(np.ascontiguousarray(split.images)).to(device),
-        torch.from_numpy(split.labels).to(device),
-    )
+def host(device: torch.device) -> Callable:
+    """A batch as tensors, in page-locked memory when it is bound for a CUDA device (so
+    the copy can overlap the step)."""
+
+    def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = torch.from_numpy(images), torch.from_numpy(labels)
+        return tuple(t.pin_memory() for t in pair) if device.type == "cuda" else pair
+
+    return tensors
 
 
 def save(

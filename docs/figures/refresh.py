@@ -43,7 +43,7 @@ def provenance(root: Path, report: Path, commands: list[str], where: dict | None
 
 def trainers(checkpoints: Path) -> tuple[dict, Path] | None:
     """The `make demo` models' summary from their metrics.json, in the trainers' order."""
-    from train.config import TRAINERS
+    from contract.names import TRAINERS
 
     found = {t: checkpoints / t / "metrics.json" for t in TRAINERS}
     found = {t: p for t, p in found.items() if p.is_file()}
@@ -128,6 +128,8 @@ def take(root: Path, reports: Path, checkpoints: Path, out: Path) -> list[str]:
     if (path := reports / "serve_bench.json").is_file():
         commands = ["python -m benchmarks.server"]
         taker.save("serve_bench", json.loads(path.read_text()), path, commands)
+    if (path := reports / "photos.json").is_file():
+        taker.save("photos", json.loads(path.read_text()), path, ["python -m benchmarks.photos"])
     if (path := reports / "browser_bench.json").is_file():
         commands = ["make web", "python -m benchmarks.browser"]
         taker.save("browser_bench", json.loads(path.read_text()), path, commands)

@@ -6,7 +6,7 @@ const MARKUP = `
   <canvas id="pad" width="256" height="256" aria-label="drawing pad"></canvas><br>
   <button id="classify">Classify drawing</button>
   <button id="clear">Clear</button><br>
-  <label>Upload <input id="file" type="file" accept="image/png,image/jpeg"></label><br>
+  <label>Upload <input id="file" type="file" accept="image/png,image/jpeg,image/webp"></label><br>
   <label><input id="invert" type="checkbox"> dark ink on light paper (invert)</label>`;
 
 // Fill `box` with the pad and its controls; returns them by id.

@@ -1,6 +1,9 @@
 // An image as the model sees it: float32 [H, W, C], raw pixels 0..255, made the way the
-// server makes it from an upload (contract/pixels.py: PIL's convert("L" | "RGB"), then its
-// bilinear resize), so the page and the server classify the same 8x8 image.
+// server makes it from an upload (contract/pixels.py: transparency composited onto white,
+// PIL's convert("L" | "RGB"), then its bilinear resize), so the page and the server
+// classify the same image. (A JPEG at least twice the model's side is decoded at a reduced
+// scale by the server, libjpeg's DCT scaling, which the browser's decoder does not do: the
+// two may then differ by a few levels.)
 
 // PIL converts RGB to "L" with ITU-R 601-2 luma in 16-bit fixed point.
 function luma(r, g, b) {
@@ -66,7 +69,9 @@ function pass(plane, width, height, channels, outSize, horizontal) {
 export function toModelInput(rgba, width, height, size, channels, invert) {
   const plane = new Uint8Array(width * height * channels);
   for (let i = 0; i < width * height; i++) {
-    const [r, g, b] = [rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]];
+    // on white, as PIL's alpha_composite: c * a + 255 * (1 - a), rounded
+    const a = rgba[4 * i + 3];
+    const [r, g, b] = [0, 1, 2].map((k) => Math.round((rgba[4 * i + k] * a + 255 * (255 - a)) / 255));
     if (channels === 1) plane[i] = luma(r, g, b);
     else plane.set([r, g, b], 3 * i);
   }

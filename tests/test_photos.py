@@ -1,0 +1,81 @@
+"""A folder of real JPEG and PNG files through the whole pipeline: prepared, trained by all
+three trainers from the cache with the folder defaults (augmentation, warm-up, BatchNorm
+recalibration, the CNN the size asks for), every format exported, the parity gate.
+
+Three classes of noisy colour (tests/test_data.py's folder), easy on purpose: this proves
+the path, in CI time; what the defaults give on shapes, which take real training, is
+benchmarks/photos.py's report (docs/data.md). At 32 px the CNN is 3 stages with a pooling
+head, so every exporter meets global average pooling; other sizes: test_sizes.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from folders import write_rgb_folder
+
+from contract import datasets
+from contract.formats import FORMAT_NAMES
+from contract.names import TRAINERS
+from train.__main__ import run
+from train.config import TrainConfig
+
+pytestmark = pytest.mark.slow  # trains three models, exports 18 variants (~2 min)
+
+SIZE = 32
+EXPORTED = ("torch", "keras-tape")  # one model of each framework
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """(folder, checkpoints, {trainer: metrics}): 150 files, 3 classes, trained with every
+    default a folder gets but the size (32 px) and the epochs (6)."""
+    root = tmp_path_factory.mktemp("photos")
+    folder = write_rgb_folder(root / "colours", per_class=50, size=48)
+    splits = datasets.load(str(folder), SIZE, 0, seed=0)
+    out = root / "checkpoints"
+    metrics = {
+        t: run(TrainConfig(data=str(folder), out=out, quiet=True), t, splits) for t in TRAINERS
+    }
+    return folder, out, metrics
+
+
+def test_a_folder_trains_with_its_defaults_in_every_trainer(photos):
+    _, out, metrics = photos
+    for trainer, m in metrics.items():
+        recorded = json.loads((out / trainer / "spec.json").read_text())
+        assert recorded["augment"] == "crop-flip" and recorded["lr"] == 1e-3
+        assert recorded["warmup_epochs"] == 1 and recorded["bn_batches"] == 20
+        assert recorded["spec"]["channels"] == 3 and recorded["spec"]["head"] == "gap"
+        assert recorded["prepared"].endswith("32px-rgb")
+        # three plain colours: any model that learned anything tells them all apart
+        assert m["test_accuracy"] == 1.0, (trainer, m["test_accuracy"])
+    # one init, one order, one augmentation: the Keras trainers' first epochs agree
+    first = [metrics[t]["epochs"][0]["loss"] for t in ("keras-fit", "keras-tape")]
+    assert first[0] == pytest.approx(first[1], rel=1e-3)
+
+
+def test_every_format_of_a_photo_model_passes_the_gate(photos, tmp_path):
+    from export.matrix import export_all
+    from harness import parity
+
+    _, out, _ = photos
+    repo = tmp_path / "model_repository"
+    export_all(EXPORTED, FORMAT_NAMES, out, repo)
+    result = parity.run(repo, out, tmp_path / "reports")
+    fails = [(r["name"], r["reason"]) for r in result["variants"] if r["verdict"] == "fail"]
+    assert not fails
+    assert len(result["variants"]) == len(EXPORTED) * (len(FORMAT_NAMES) + 1)
+
+
+def test_the_checkpoint_reads_the_cache_it_was_trained_on(photos):
+    from contract import checkpoint
+
+    folder, out, _ = photos
+    ckpt = checkpoint.find("torch", out)
+    splits = ckpt.splits()
+    assert str(splits.train.prepared) == ckpt.recorded["prepared"]
+    again = datasets.load(str(folder), SIZE, 3, seed=0)
+    np.testing.assert_array_equal(splits.test.labels, again.test.labels)
