@@ -187,7 +187,11 @@ def problems(name: str, pyproject: Path = PYPROJECT) -> list[str]:
 def venv_problems(name: str) -> list[str]:
     """How this interpreter's packages differ from a lock (pip and the project aside)."""
     want = locked(name)
-    have = {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    # the venv's own site-packages: sys.path may hold more (setuptools adds its vendored
+    # packages when something builds in process, as AOTInductor does)
+    where = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+    found = importlib.metadata.distributions(path=where)
+    have = {canonical(d.metadata["Name"]): d.version for d in found}
     for ignored in ("pip", "tandem"):
         have.pop(ignored, None)
     out = [f"{n} {v} is not in the lock" for n, v in sorted(have.items()) if n not in want]

@@ -74,3 +74,13 @@ def test_the_venv_check_names_each_difference(monkeypatch):
     assert f"numpy {numpy} is installed, the lock has 0.0.1" in problems
     assert "not-a-package 1.0 is missing" in problems
     assert any(p.startswith("pillow ") and p.endswith(" is not in the lock") for p in problems)
+
+
+def test_the_venv_check_reads_the_venvs_own_packages(tmp_path, monkeypatch):
+    """What else is on sys.path (setuptools puts its vendored packages there when something
+    builds in process, as AOTInductor does) is not this venv's."""
+    info = tmp_path / "stray-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stray\nVersion: 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not [p for p in lock.venv_problems(installed_lock()) if p.startswith("stray ")]
