@@ -99,14 +99,16 @@ web: setup $(WEB_DEPS)
 web-serve: setup
 	$(PY) -m web serve --host $(HOST) --port $(WEB_PORT)
 
-# One report: runtimes, trainers, export, server vs peers (artifacts/reports/bench.json, .md,
-# .png). Exports first when the repository is empty, as on a fresh clone. ARGS=--quick: the
-# short CI version (no peers' venv made, no browser timing). The browser's figures, after
-# `make web`: artifacts/reports/browser_bench.json.
+# One report: runtimes, trainers, the data path, export, server vs peers
+# (artifacts/reports/bench.json, .md, .png). Exports first when the repository is empty, as
+# on a fresh clone. ARGS=--quick: the short CI version (no peers' venv made, no photos, no
+# browser timing). The full run adds what the defaults give on a folder of photos
+# (photos.json) and, after `make web`, the browser's figures (browser_bench.json).
 bench: setup
 	@test -n "$$(ls artifacts/model_repository 2>/dev/null)" || $(MAKE) export
 	$(PY) -m benchmarks $(ARGS)
 ifeq ($(findstring --quick,$(ARGS)),)
+	$(PY) -m benchmarks.photos
 	@test -f artifacts/web/index.html || echo "note: no artifacts/web (make web): no browser timing"
 	@test ! -f artifacts/web/index.html || $(PY) -m benchmarks.browser
 endif
