@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 from folders import write_rgb_folder
+from test_web import pytestmark as web_marks
 
 from contract import datasets
 from contract.formats import FORMAT_NAMES
@@ -25,6 +26,7 @@ from train.config import TrainConfig
 pytestmark = pytest.mark.slow  # trains three models, exports 18 variants (~2 min)
 
 SIZE = 32
+web_only = web_marks[-1]  # test_web.py's rule: skipped, saying why, without Chromium or npm
 EXPORTED = ("torch", "keras-tape")  # one model of each framework
 
 
@@ -57,17 +59,38 @@ def test_a_folder_trains_with_its_defaults_in_every_trainer(photos):
     assert first[0] == pytest.approx(first[1], rel=1e-3)
 
 
-def test_every_format_of_a_photo_model_passes_the_gate(photos, tmp_path):
+@pytest.fixture(scope="module")
+def photo_repo(photos, tmp_path_factory):
+    """Every format of one model of each framework (model_repository, edge beside it)."""
     from export.matrix import export_all
+
+    repo = tmp_path_factory.mktemp("photo-export") / "model_repository"
+    export_all(EXPORTED, FORMAT_NAMES, photos[1], repo)
+    return repo
+
+
+def test_every_format_of_a_photo_model_passes_the_gate(photos, photo_repo, tmp_path):
     from harness import parity
 
-    _, out, _ = photos
-    repo = tmp_path / "model_repository"
-    export_all(EXPORTED, FORMAT_NAMES, out, repo)
-    result = parity.run(repo, out, tmp_path / "reports")
+    result = parity.run(photo_repo, photos[1], tmp_path / "reports")
     fails = [(r["name"], r["reason"]) for r in result["variants"] if r["verdict"] == "fail"]
     assert not fails
     assert len(result["variants"]) == len(EXPORTED) * (len(FORMAT_NAMES) + 1)
+
+
+@web_only
+def test_the_site_runs_a_photo_model_in_the_browser(photos, photo_repo, tmp_path):
+    """The site built from the photo models: every in-browser variant, 32 px RGB, passes."""
+    from harness import parity
+    from web import site
+
+    built = tmp_path / "web"
+    site.build(photo_repo, built)
+    result = parity.run(photo_repo, photos[1], tmp_path / "reports", site=built)
+    rows = [r for r in result["variants"] if r["runtime"]]
+    assert rows and all(r["verdict"] == "pass" for r in rows), [
+        (r["name"], r["reason"]) for r in rows if r["verdict"] != "pass"
+    ]
 
 
 def test_the_checkpoint_reads_the_cache_it_was_trained_on(photos):
