@@ -2,7 +2,7 @@
 
 A folder is listed (one sub-folder per class; PNG, JPEG and WebP files at any depth below
 it), its files' headers are read in worker processes, then every image is decoded, turned
-into the contract's pixels (train/pixels.py) and written into one uint8 file, in parallel:
+into the contract's pixels (contract/pixels.py) and written into one uint8 file, in parallel:
 
     artifacts/data/<folder>-<listing key>/probe.json      what each file's header says
     artifacts/data/<folder>-<listing key>/<size>px-<grey|rgb>/
@@ -38,7 +38,7 @@ from contract.files import write_json_atomic
 from contract.paths import ARTIFACTS
 
 DATA = ARTIFACTS / "data"  # where prepared folders go; $TANDEM_DATA moves them (a big disk)
-VERSION = 1  # of the decoding (train/pixels.py); a new one makes every cache anew
+VERSION = 1  # of the decoding (contract/pixels.py); a new one makes every cache anew
 DEFAULT_SIZE = 64  # pixels: what a CPU trains in minutes (docs: the training page)
 CHUNK = 64  # files a worker decodes per task
 

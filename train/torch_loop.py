@@ -79,6 +79,8 @@ def train(
         state = torch.load(run_dir / WEIGHTS, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        # a checkpoint from CosineAnnealingLR (before the warm-up) has no lambdas' state
+        state["scheduler"].setdefault("lr_lambdas", [None] * len(optimizer.param_groups))
         scheduler.load_state_dict(state["scheduler"])
     on_step = on_step or (lambda model: None)
     on_step(net)  # before the first step

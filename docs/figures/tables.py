@@ -337,8 +337,8 @@ def photos(snap: dict) -> str:
 
 
 def cnn_sizes(_: dict) -> str:
-    """The default CNN per image size (train/config.py:layout), with its cost."""
-    from train.config import CNNSpec
+    """The default CNN per image size (contract/spec.py:layout), with its cost."""
+    from contract.spec import CNNSpec
 
     lines = [
         "| image | stages (widths) | head | weights | float32 file | multiply-adds per image |",
