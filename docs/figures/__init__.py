@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from docs.figures import tables
+from docs.figures import data_tables, tables
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent.relative_to(ROOT)  # docs/figures
@@ -42,9 +42,9 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "serve": ("serve_bench", tables.serve),
     "browser": ("browser_bench", tables.browser),
     "browser-site": ("browser_bench", tables.browser_site),
-    "photos": ("photos", tables.photos),
+    "photos": ("photos", data_tables.photos),
     # computed from the code, not measured: the CNN CNNSpec.for_data builds for each size
-    "cnn": (tables.CODE, tables.cnn_sizes),
+    "cnn": (tables.CODE, data_tables.cnn_sizes),
 }
 
 
