@@ -143,7 +143,7 @@ def data_md(s: dict) -> list[str]:
     out = [
         f"## Data ({s['source']} -> {size}, {s['cores']} cores)",
         "",
-        "Decode ceiling, one core (PIL open + train/pixels.py): "
+        "Decode ceiling, one core (PIL open + contract/pixels.py): "
         f"{fmt(s['decode_ceiling_per_core'])} images/s.",
         "",
         "| prepare workers | images/s | / ceiling |",
@@ -153,8 +153,9 @@ def data_md(s: dict) -> list[str]:
         out.append(f"| {workers} | {fmt(figure)} | {fmt(s['prepare_over_ceiling'][workers], 2)} |")
     out += [
         "",
-        "Trainers at the data's size, images/s of the last epoch, no augmentation unless said "
-        "(goal: from the cache / in memory >= 0.95):",
+        "Trainers at the data's size, images/s of the last epoch (best of "
+        f"{s.get('rounds', 1)} round(s)), no augmentation unless said (goal: from the cache / "
+        "in memory >= 0.95):",
         "",
         "| trainer | from the cache | in memory | cache / memory | crop-flip, from the cache |",
         "|---|---|---|---|---|",
