@@ -199,7 +199,9 @@ def bad_files(listing: Listing, failed: dict[int, str]) -> str:
         f"{len(failed)} of {len(listing.files)} files cannot be read as images:\n  "
         + "\n  ".join(shown)
         + more
-        + "\nfix or remove them, or pass --skip-bad to leave them out (counted, never silently)"
+        + "\nfix or remove them, or leave them out (counted in meta.json, never silently): "
+        + f"python -m train.prepare {listing.root} --skip-bad (and the run's --image-size and "
+        + "--channels, if it sets them), then train as before"
     )
 
 

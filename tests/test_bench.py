@@ -141,3 +141,16 @@ def test_a_peer_that_fails_to_start_gets_skipped_rows(tmp_path):
         assert by["triton", c]["skipped"].startswith("did not start: exited 1"), by["triton", c]
         assert by["litserve", c]["skipped"] == "not in this test"
         assert by["noop", c]["req_per_s"] > 0 and by["noop", c]["errors"] == 0
+
+
+def test_gpu_check_needs_a_gpu_and_says_so(tmp_path, capsys):
+    """make gpu-check on a machine without one: a clear refusal, exit 2, no report."""
+    import torch
+
+    from benchmarks import gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: make gpu-check runs for real here")
+    assert gpu_check.main(["--out", str(tmp_path / "gpu_check.json")]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "gpu_check.json").exists()

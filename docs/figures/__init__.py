@@ -43,6 +43,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "browser": ("browser_bench", tables.browser),
     "browser-site": ("browser_bench", tables.browser_site),
     "photos": ("photos", data_tables.photos),
+    "bench-data": ("bench", data_tables.bench_data),
     # computed from the code, not measured: the CNN CNNSpec.for_data builds for each size
     "cnn": (tables.CODE, data_tables.cnn_sizes),
 }

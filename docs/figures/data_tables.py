@@ -3,7 +3,8 @@ photos (benchmarks/photos.py's report), and the CNN each image size gets (from t
 
 from __future__ import annotations
 
-from docs.figures.tables import pct, source
+from benchmarks import report as bench_report
+from docs.figures.tables import bench_source, pct, section_body, source
 
 
 def photos(snap: dict) -> str:
@@ -61,3 +62,8 @@ def cnn_sizes(_: dict) -> str:
             "prints it.*",
         ]
     )
+
+
+def bench_data(snap: dict) -> str:
+    """The bench's data section: prepare, the trainers from the cache, memory."""
+    return section_body(bench_report.data_md(snap["data"])) + "\n\n" + bench_source(snap)
