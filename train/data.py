@@ -76,16 +76,19 @@ def stream(
     policy: str,
     seed: int,
     epoch: int,
-    part: tuple[int, int] = (0, 1),
+    part: tuple[int, int] | tuple[int, int, int] = (0, 1),
     convert: Callable = lambda images, labels: (images, labels),
     depth: int = 2,
 ) -> Iterator:
-    """An epoch's batches, `part` = (rank, size)'s contiguous share of each (cluster.shard's
-    rule), read and `convert`ed `depth` steps ahead in a background thread."""
-    rank, size = part
+    """An epoch's batches, read and `convert`ed `depth` steps ahead in a background thread:
+    of each, the rows of `part`, (rank, size) or (first, count, size): parts first ..
+    first + count - 1 of `size` contiguous parts (cluster.shard's rule), which a process
+    holding several replicas (tf.distribute across workers) reads together."""
+    first, count, size = part if len(part) == 3 else (part[0], 1, part[1])
 
     def load(step: int):
-        positions = np.array_split(np.arange(len(order[step])), size)[rank]
+        parts = np.array_split(np.arange(len(order[step])), size)[first : first + count]
+        positions = np.concatenate(parts)
         return convert(*load_batch(split, order[step], policy, seed, epoch, step, positions))
 
     return prefetch(load, len(order), depth)

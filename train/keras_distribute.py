@@ -120,10 +120,21 @@ def one_device(model: keras.Model) -> keras.Model:
     return twin
 
 
+def local_part(strategy: tf.distribute.Strategy | None) -> tuple[int, int, int]:
+    """This process's replicas among all of the job's: (first, count, total), for
+    data.stream. One device, or MirroredStrategy's devices: every replica.
+    MultiWorkerMirrored: each worker the same number of consecutive ones, its own devices."""
+    if strategy is None:
+        return 0, 1, 1
+    me, total = cluster.tf_config_process(), strategy.num_replicas_in_sync
+    return me.rank * (total // me.size), total // me.size, total
+
+
 def step_function(strategy: tf.distribute.Strategy, model: keras.Model) -> Callable:
-    """keras-tape's step across replicas, called as the one-device step: global batch in,
-    (mean loss, logits in batch order) out."""
-    replicas = strategy.num_replicas_in_sync
+    """keras-tape's step across replicas, called as the one-device step is: this process's
+    part of the global batch (`local_part`: its replicas' rows) and the global batch's size
+    in, (mean loss, the global batch's logits in its order) out."""
+    first, count, replicas = local_part(strategy)
 
     def replica_step(images, labels, batch_size):
         with tf.GradientTape() as tape:
@@ -139,13 +150,21 @@ def step_function(strategy: tf.distribute.Strategy, model: keras.Model) -> Calla
         loss, logits = strategy.run(replica_step, args=(images, labels, batch_size))
         return strategy.reduce("SUM", loss, axis=None), strategy.gather(logits, axis=0)
 
-    def step(images: np.ndarray, labels: np.ndarray) -> tuple:
-        def parts(values: np.ndarray):
-            return strategy.experimental_distribute_values_from_function(
-                lambda ctx: cluster.shard(values, ctx.replica_id_in_sync_group, replicas)
-            )
+    def step(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple:
+        # each local replica's rows of this process's part: cluster.shard's parts of the
+        # global batch, counted from this process's first replica
+        parts_of = np.array_split(np.arange(batch_size), replicas)  # cluster.shard's parts
+        sizes = [len(p) for p in parts_of[first : first + count]]
+        bounds = np.cumsum([0, *sizes])
 
-        batch_size = tf.constant(len(labels), tf.int64)
-        return global_step(parts(images), parts(labels), batch_size)
+        def parts(values: np.ndarray):
+            def mine(ctx):
+                j = ctx.replica_id_in_sync_group - first
+                return values[bounds[j] : bounds[j + 1]]
+
+            return strategy.experimental_distribute_values_from_function(mine)
+
+        total = tf.constant(batch_size, tf.int64)
+        return global_step(parts(images), parts(labels), total)
 
     return step

@@ -123,17 +123,23 @@ def train(
 
         # As model.fit: one trace for every batch size, XLA-compiled under --compile.
         @tf.function(reduce_retracing=True, jit_compile=model.jit_compile)
-        def step_fn(images, labels):
+        def one_step(images, labels):
             return train_step(model, images, labels)
+
+        def step_fn(images, labels, batch_size):  # on one device the part is the batch
+            return one_step(images, labels)
 
         if strategy:  # each replica its part of the global batch
             step_fn = keras_distribute.step_function(strategy, model)
+        part = keras_distribute.local_part(strategy)  # what this process reads of each batch
         on_step = on_step or (lambda model: None)
         on_step(model)  # before the first step
         for epoch in range(len(history), cfg.last_epoch()):
             started = time.perf_counter()
             reseed(model, cfg.seed, epoch)
-            loss, accuracy, seen = train_epoch(cfg, model, step_fn, splits.train, epoch, on_step)
+            loss, accuracy, seen = train_epoch(
+                cfg, model, step_fn, splits.train, epoch, on_step, part
+            )
             calibrate(cfg, model, splits.train, epoch)
             val = evaluate(model, splits.val)
             record.end_epoch(cfg, history, epoch, loss, accuracy, val, seen, started)
@@ -160,6 +166,7 @@ def train_epoch(
     split: datasets.Dataset,
     epoch: int,
     on_step: Callable,
+    part: tuple[int, int, int] = (0, 1, 1),
 ) -> tuple[float, float, int]:
     total_loss = 0.0
     total_correct = 0
@@ -167,13 +174,15 @@ def train_epoch(
     order = data.batches(len(split.labels), cfg.batch_size, cfg.seed, epoch)
     if cfg.max_steps:
         order = order[: cfg.max_steps]
-    batches = data.stream(split, order, cfg.augment, cfg.seed, epoch)  # read ahead in a thread
+    # this process's replicas' part of every batch (all of it on one device), read ahead
+    batches = data.stream(split, order, cfg.augment, cfg.seed, epoch, part)
     bar = tqdm(
         batches, total=len(order), desc=f"[{cfg.trainer}] epoch {epoch + 1}", disable=cfg.quiet
     )
-    for images, labels in bar:
-        loss, logits = step_fn(images, labels)
+    for batch, (images, labels) in zip(order, bar, strict=True):
+        loss, logits = step_fn(images, labels, len(batch))
         on_step(model)
+        labels = split.labels[batch]  # the global batch's, as the logits are
         total_loss += float(loss) * len(labels)
         total_correct += int((np.argmax(logits, 1) == labels).sum())
         seen += len(labels)
