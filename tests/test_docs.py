@@ -65,6 +65,16 @@ def test_a_block_that_no_page_holds_or_no_snapshot_knows_fails(tmp_path):
         figures.check(root)
 
 
+def test_a_snapshot_without_a_blocks_section_names_the_run_to_make(tmp_path):
+    root = copy_tree(tmp_path)
+    path = figures.snapshot_path("bench", root)
+    snap = json.loads(path.read_text())
+    del snap["data"]  # a quick `make bench` measures no data path
+    path.write_text(json.dumps(snap))
+    with pytest.raises(ValueError, match=r"figures:bench-data: .*bench.json has no 'data': run"):
+        figures.check(root)
+
+
 def test_bench_snapshots_of_two_runs_fail(tmp_path):
     root = copy_tree(tmp_path)
     plan = root / tables.CAPACITY_FILE

@@ -66,7 +66,14 @@ def load(root: Path = ROOT) -> dict[str, dict]:
 
 def block(name: str, snaps: dict[str, dict]) -> str:
     snap, render = BLOCKS[name]
-    return f"<!-- figures:{name} -->\n{render(snaps[snap])}\n<!-- /figures:{name} -->"
+    try:
+        body = render(snaps[snap])
+    except KeyError as missing:  # a snapshot from a run that did not measure this block
+        raise ValueError(
+            f"figures:{name}: {snapshot_path(snap).relative_to(ROOT)} has no {missing}: "
+            "run `make bench` (full), then `make figures ARGS=--refresh`"
+        ) from None
+    return f"<!-- figures:{name} -->\n{body}\n<!-- /figures:{name} -->"
 
 
 def render(text: str, snaps: dict[str, dict], page: str = "page") -> str:

@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoints", type=Path, default=Path("artifacts/checkpoints"), help="for --refresh"
     )
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as problem:  # a page or snapshot the blocks cannot be rendered from
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
     if args.check:
         problems = figures.check()
         for line in problems:
