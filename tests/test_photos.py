@@ -80,17 +80,26 @@ def test_every_format_of_a_photo_model_passes_the_gate(photos, photo_repo, tmp_p
 
 @web_only
 def test_the_site_runs_a_photo_model_in_the_browser(photos, photo_repo, tmp_path):
-    """The site built from the photo models: every in-browser variant, 32 px RGB, passes."""
+    """The site built from the photo models runs every in-browser variant at 32 px RGB: the
+    exact ones pass, none fails. The quantized ones are inconclusive, as on the host: 45
+    labelled images are too few for their verdict (docs/parity.md), never a false fail."""
     from harness import parity
     from web import site
 
     built = tmp_path / "web"
     site.build(photo_repo, built)
     result = parity.run(photo_repo, photos[1], tmp_path / "reports", site=built)
-    rows = [r for r in result["variants"] if r["runtime"]]
-    assert rows and all(r["verdict"] == "pass" for r in rows), [
-        (r["name"], r["reason"]) for r in rows if r["verdict"] != "pass"
-    ]
+    rows = {r["name"]: r for r in result["variants"]}
+    browser = [r for r in rows.values() if r["runtime"]]
+    assert len(browser) == len(EXPORTED) * 5  # onnx, onnx-tf, tflite, tflite-fp16, tflite-int8
+    for row in browser:
+        host = rows[row["name"].split("@")[0]]
+        assert row["verdict"] != "fail" and host["verdict"] != "fail", (row["name"], row["reason"])
+        if row["profile"] == "fp32":
+            assert row["verdict"] == "pass", (row["name"], row["reason"])
+        else:
+            assert row["verdict"] in ("pass", "inconclusive"), row
+            assert "too few labelled images" in row["reason"] or row["verdict"] == "pass", row
 
 
 def test_the_checkpoint_reads_the_cache_it_was_trained_on(photos):
