@@ -30,6 +30,17 @@ def layout(image_size: int) -> tuple[tuple[int, ...], str]:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A point inside the CNN where every runtime's tensor means the same (CNNSpec.probes):
+    its name, what ends there (block | pool | dense | logits) and its shape per image,
+    (H, W, C) for a feature map, the contract's NHWC whatever the runtime holds inside."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class CNNSpec:
     """The one CNN: VGG-style stages of (conv3x3-BN-ReLU) x convs_per_stage + maxpool 2x2,
     then the head: flatten (or global average pooling) -> dropout -> dense(hidden)-ReLU ->
@@ -77,6 +88,22 @@ class CNNSpec:
     def flat_features(self) -> int:
         """The first dense layer's inputs: the flattened map, or one mean per channel."""
         return self.widths[-1] * (self.feature_side**2 if self.head == "flatten" else 1)
+
+    def probes(self) -> list[Probe]:
+        """The probe points, in the order the input reaches them: each conv block's output
+        after its ReLU, each stage's pool, the hidden dense layer after its ReLU, the logits.
+        Boundaries that every converter keeps (a fused conv+BN+ReLU still ends at the
+        block's output), so each runtime can show them (harness/probes.py)."""
+        out, side, i = [], self.image_size, 0
+        for stage, width in enumerate(self.widths):
+            for _ in range(self.convs_per_stage):
+                out.append(Probe(f"block{i}", "block", (side, side, width)))
+                i += 1
+            side //= 2
+            out.append(Probe(f"pool{stage}", "pool", (side, side, width)))
+        out.append(Probe("fc0", "dense", (self.hidden,)))
+        out.append(Probe("logits", "logits", (self.num_classes,)))
+        return out
 
     def cost(self) -> dict[str, int]:
         """Weights and multiply-adds per image (convolutions and dense layers; BN, pooling

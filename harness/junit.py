@@ -58,6 +58,8 @@ def testcase(row: dict, strict: bool = False) -> ET.Element:
     case = ET.Element("testcase", classname=f"{SUITE}.{row['profile']}", name=row["name"])
     line = figures(row)
     verdict, reason = row["verdict"], clean(row["reason"])
+    if row.get("diagnosis"):  # where it leaves its eager model (harness/diagnose.py)
+        reason = f"{reason}; {clean(row['diagnosis'])}"
     if verdict == FAIL or (strict and verdict == INCONCLUSIVE):
         message = reason if verdict == FAIL else f"inconclusive: {reason}"
         ET.SubElement(case, "failure", message=message, type=verdict).text = line

@@ -5,6 +5,7 @@
     python -m harness.parity --strict        # inconclusive rows fail the gate too
     python -m harness.parity --browser       # and each in-browser runtime of the built site
     python -m harness.parity --junit-xml artifacts/reports/parity-junit.xml   # for CI
+    python -m harness.parity --diagnose all  # every row's error per layer, not only failing ones
 
 Every variant is judged on its trainer's golden set (harness/golden.py: the checkpoint's
 held-out images plus seeded noise) against the eager model. Each row gets a verdict (pass,
@@ -12,8 +13,10 @@ inconclusive, fail) from harness/verdict.py. Variants come from the model reposi
 edge root beside it. With --browser, the site `make web` built runs the same golden batch in
 headless Chromium: one more row per in-browser variant (`torch.onnx@browser-onnxruntime-web`,
 `torch.tflite@browser-litert`), judged against the same eager logits under the format's
-profile. Writes artifacts/reports/{parity.json, parity.md, parity.png, golden.npz}; exits 1
-on any fail (with --strict, on inconclusive).
+profile. Every fail and inconclusive row is diagnosed (harness/diagnose.py): the first
+layer of the CNN over its budget, in the row's `first_divergence`. Writes
+artifacts/reports/{parity.json, parity.md, parity.png, golden.npz} (and diagnose.png when a
+row was diagnosed); exits 1 on any fail (with --strict, on inconclusive).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from contract.formats import FORMAT_NAMES, FORMATS
 from contract.names import TRAINERS
 from contract.paths import CHECKPOINTS, REPORTS, WEB, add_repository_argument
 from export import repository
-from harness import browser_parity, golden, junit, report
+from harness import browser_parity, diagnose, golden, junit, report
 from harness.golden import GOLDEN_FILE, Golden
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, VERDICTS, Row, judge
 
@@ -92,6 +95,29 @@ def cross_framework_row(trainer: str, checkpoints: Path, inputs: Golden, referen
     )
 
 
+DIAGNOSE = ("failing", "all", "none")  # --diagnose: which rows get their layers checked
+
+
+def diagnose_rows(rows: list[Row], which: str, found: dict, diagnosis: diagnose.Diagnosis) -> None:
+    """Set each chosen row's first divergence (fail and inconclusive rows, or all)."""
+    for row in rows:
+        if which == "none" or (which == "failing" and row.verdict == PASS):
+            continue
+        if row.runtime:  # an in-browser row: its runtime runs in Chromium
+            row.diagnosis = f"layers not reachable: {row.runtime} runs inside the browser"
+            continue
+        try:
+            if row.profile == "transfer":
+                result = diagnosis.transfer(row.trainer, row.format.removeprefix("eager-"))
+            else:
+                result = diagnosis.variant(found[row.name])
+        except Exception as e:  # a variant that cannot load has its reason already
+            result = {"unreachable": f"{type(e).__name__}: {e}", "layers": []}
+            result["first_divergence"] = None
+        row.first_divergence, row.layers = result["first_divergence"], result["layers"]
+        row.diagnosis = diagnose.summary(result)
+
+
 def counts(rows: list[dict]) -> dict[str, int]:
     return {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
 
@@ -103,10 +129,11 @@ def run(
     replay: bool = False,
     edge: Path | None = None,
     site: Path | None = None,
+    diagnosed: str = "failing",
 ) -> dict:
     """Check every variant of the repository and the edge root (default: beside it), and
-    with `site`, every in-browser one; write the report. `passed` is false when any row
-    failed."""
+    with `site`, every in-browser one; diagnose the `diagnosed` rows (DIAGNOSE); write the
+    report. `passed` is false when any row failed."""
     edge = repository.edge_beside(repository_dir) if edge is None else edge
     found = repository.variants(repository_dir) | repository.variants(edge)
     if not found:
@@ -120,10 +147,13 @@ def run(
     rows.sort(key=lambda r: (trainers.index(r.trainer), FORMAT_NAMES.index(r.format), r.name))
     if not replay:
         rows += [cross_framework_row(t, checkpoints, goldens[t], references[t]) for t in trainers]
+    diagnose_rows(rows, diagnosed, found, diagnose.Diagnosis(checkpoints, goldens))
     variants = [asdict(r) for r in rows]
     tally = counts(variants)
     result = {"passed": tally[FAIL] == 0, "counts": tally, "variants": variants}
     report.write(result, reports)
+    if any(r.layers for r in rows):
+        diagnose.plot([v for v in variants if v["layers"]], reports / "diagnose.png")
     return result
 
 
@@ -155,6 +185,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--strict", action="store_true", help="exit 1 on inconclusive rows too, not only on fails"
     )
     parser.add_argument(
+        "--diagnose",
+        choices=DIAGNOSE,
+        default="failing",
+        help="which rows get the error at each layer of the CNN and their first divergence: "
+        "fail and inconclusive ones (default), all, or none",
+    )
+    parser.add_argument(
         "--junit-xml",
         type=Path,
         metavar="PATH",
@@ -168,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
         site = args.site if args.browser else None
-        result = run(args.repository, args.checkpoints, args.reports, args.replay, args.edge, site)
+        result = run(
+            args.repository,
+            args.checkpoints,
+            args.reports,
+            args.replay,
+            args.edge,
+            site,
+            args.diagnose,
+        )
     except (CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -177,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     for v in result["variants"]:
         if v["verdict"] != PASS:
             print(f"{v['verdict'].upper()} {v['name']}: {v['reason']}", file=sys.stderr)
+            if v["diagnosis"]:
+                print(f"  {v['diagnosis']}", file=sys.stderr)
     tally = result["counts"]
     print(", ".join(f"{tally[v]} {v}" for v in VERDICTS) + f" of {len(result['variants'])}")
     blocking = (FAIL, INCONCLUSIVE) if args.strict else (FAIL,)

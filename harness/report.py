@@ -61,6 +61,16 @@ def write(result: dict, reports: Path) -> None:
         "images; *inconclusive* means too few labelled images to tell (see docs/parity.md).\n\n"
     )
     text += table(result) + "\n\n![max abs logit diff by trainer and format](parity.png)\n"
+    diagnosed = [v for v in result["variants"] if v.get("diagnosis")]
+    if diagnosed:
+        text += (
+            "\n## Where the rows leave their eager model\n\nThe error at each probe point of "
+            "the CNN relative to its range, against the budget of the row's profile "
+            "(`python -m harness.diagnose`, docs/parity.md):\n\n"
+            + "".join(f"- `{v['name']}` ({v['verdict']}): {v['diagnosis']}\n" for v in diagnosed)
+        )
+        if any(v.get("layers") for v in diagnosed):
+            text += "\n![error per layer](diagnose.png)\n"
     write_text_atomic(reports / "parity.md", text)
     plot(result, reports / "parity.png")
     print(table(result))

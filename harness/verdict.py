@@ -228,4 +228,9 @@ class Row:
     decisive_flips: int | None = None
     oracle_max_abs_diff: float | None = None
     runtime: str | None = None  # browser rows: the in-browser runtime; else the format's own
+    # harness/diagnose.py, for the rows it diagnoses: the first probe point over its budget,
+    # a one-line summary, and every probe's error.
+    first_divergence: str | None = None
+    diagnosis: str = ""
+    layers: list[dict] | None = None
     host_max_abs_diff: float | None = None  # browser rows: vs the same file in Python

@@ -89,7 +89,7 @@ def committed_reports(reports: Path) -> None:
     """The reports the committed snapshots were taken from (the bench's server section
     back from where the capacity plan keeps it)."""
     reports.mkdir()
-    for name in ("parity", "lockstep", "serve_bench", "browser_bench", "photos"):
+    for name in ("parity", "lockstep", "serve_bench", "browser_bench", "photos", "bug_example"):
         snap = json.loads(figures.snapshot_path(name).read_text())
         snap.pop("provenance")
         (reports / f"{name}.json").write_text(json.dumps(snap))
@@ -107,8 +107,9 @@ def test_refresh_takes_a_run_into_the_snapshots(tmp_path):
     (out / "train.json").write_text(figures.snapshot_path("train").read_text())
     committed_reports(tmp_path / "reports")
     said = refresh.take(root, tmp_path / "reports", tmp_path / "no-checkpoints", out)
-    assert len(said) == 7, said  # six snapshots and the capacity plan's
-    for name in ("parity", "lockstep", "bench", "serve_bench", "browser_bench", "photos"):
+    assert len(said) == 8, said  # seven snapshots and the capacity plan's
+    names = ("parity", "lockstep", "bench", "serve_bench", "browser_bench", "photos", "bug_example")
+    for name in names:
         taken = json.loads((out / f"{name}.json").read_text())
         committed = json.loads(figures.snapshot_path(name).read_text())
         assert taken.pop("provenance")["commands"] == committed.pop("provenance")["commands"]

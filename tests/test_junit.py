@@ -146,8 +146,10 @@ def test_make_parity_junit_xml(broken_repo, tmp_path):
     }
     (failure,) = found["torch.onnx"].result
     assert isinstance(failure, Failure) and "max abs diff" in failure.message
+    assert "first divergence at block0" in failure.message  # the kernel it perturbs
     (skipped,) = found["torch.tflite-int8"].result
     assert isinstance(skipped, Skipped) and "too few labelled images" in skipped.message
+    assert "every layer within its budget" in skipped.message
     assert found["torch.torchscript"].is_passed and found["torch.eager-keras"].is_passed
     assert found["torch.tflite-int8"].classname == "parity.int8"
 

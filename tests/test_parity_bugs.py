@@ -52,11 +52,15 @@ def calibrate_on(scale: float) -> Callable[[Source], None]:
     return bug
 
 
-def scale_kernel(source: Source) -> None:
+def scale_kernel(index: int) -> Callable[[Source], None]:
     """One conv kernel 1.5x off: a tensor changed between training and conversion."""
-    conv = [layer for layer in source.keras_model.layers if type(layer).__name__ == "Conv2D"][1]
-    kernel, bias = conv.get_weights()
-    conv.set_weights([kernel * np.float32(1.5), bias])
+
+    def bug(source: Source) -> None:
+        convs = [layer for layer in source.keras_model.layers if type(layer).__name__ == "Conv2D"]
+        kernel, bias = convs[index].get_weights()
+        convs[index].set_weights([kernel * np.float32(1.5), bias])
+
+    return bug
 
 
 def reverse_channels(source: Source) -> None:
@@ -71,20 +75,61 @@ def reverse_channels(source: Source) -> None:
 
 
 @pytest.mark.parametrize(
-    "name, bug",
+    "name, bug, layer",
     [
-        ("calibrated-0-1", calibrate_on(1 / 255)),  # 0..1 images for a graph taking 0..255
-        ("calibrated-dark", calibrate_on(0.2)),
-        ("kernel-x1.5", scale_kernel),
+        # 0..1 images for a graph taking 0..255: the input's quantization, so the first conv
+        ("calibrated-0-1", calibrate_on(1 / 255), "block0"),
+        ("calibrated-dark", calibrate_on(0.2), "block0"),
+        ("kernel-x1.5", scale_kernel(1), "block1"),  # the second conv of the first stage
     ],
 )
-def test_int8_bugs_fail_on_digits(digits_checkpoints, tmp_path, name, bug):
+def test_int8_bugs_fail_on_digits_and_name_their_layer(
+    digits_checkpoints, tmp_path, name, bug, layer
+):
     ckpts, _ = digits_checkpoints
     variant = row(broken(ckpts, tmp_path, name, "tflite-int8", bug), ckpts, tmp_path / "r")
     assert variant["verdict"] == FAIL, variant
     # Measured: the noise rows miss the int8 bound by 2.5x to 10x.
     assert variant["unlabelled_max_abs_diff"] > 2 * variant["bound"], variant
     assert "unlabelled rows" in variant["reason"]
+    assert variant["first_divergence"] == layer, variant["layers"]
+    assert f"first divergence at {layer}" in (tmp_path / "r" / "parity.md").read_text()
+
+
+def test_a_kernel_off_in_the_second_stage_is_found_there(digits_checkpoints, tmp_path):
+    """fp32 through tf2onnx: the first stage within float32's budget, the second stage's
+    first conv far over it (measured: ~1e-6 of the range before it, ~0.3 at it)."""
+    ckpts, _ = digits_checkpoints
+    repo = broken(ckpts, tmp_path, "stage2", "onnx-tf", scale_kernel(2))
+    variant = row(repo, ckpts, tmp_path / "r")
+    assert variant["verdict"] == FAIL and variant["first_divergence"] == "block2", variant
+    errors = {layer["probe"]: layer for layer in variant["layers"]}
+    assert not any(errors[p]["over"] for p in ("block0", "block1", "pool0"))
+    assert errors["block2"]["error"] > 100 * errors["block2"]["budget"], errors
+    assert (tmp_path / "r" / "diagnose.png").stat().st_size > 0
+
+
+def test_a_batchnorm_statistic_changed_before_transfer_is_found(
+    digits_checkpoints, tmp_path, monkeypatch
+):
+    """The torch model rebuilt in Keras with one BN's running variance 4x: the transfer row
+    fails and names that block (the BN sits between the block's conv and its ReLU)."""
+    ckpts, _ = digits_checkpoints
+    load_keras = checkpoint.load_keras
+
+    def altered(ckpt):
+        model = load_keras(ckpt)
+        bn = model.get_layer("bn3")
+        bn.moving_variance.assign(bn.moving_variance * 4.0)
+        return model
+
+    monkeypatch.setattr(checkpoint, "load_keras", altered)
+    repo = broken(ckpts, tmp_path, "plain", "onnx", lambda source: None)  # from torch
+    result = parity.run(repo, ckpts, tmp_path / "r")
+    rows = {v["name"]: v for v in result["variants"]}
+    assert rows["torch.onnx"]["verdict"] == PASS and rows["torch.onnx"]["layers"] is None
+    transfer = rows["torch.eager-keras"]
+    assert transfer["verdict"] == FAIL and transfer["first_divergence"] == "block3", transfer
 
 
 @pytest.mark.parametrize("name", ["calibrated-0-1", "calibrated-dark"])
@@ -103,6 +148,7 @@ def test_wrong_channel_order_fails(rgb_checkpoints, tmp_path, fmt):
     variant = row(broken(ckpts, tmp_path, "bgr", fmt, reverse_channels), ckpts, tmp_path / "r")
     assert variant["verdict"] == FAIL, variant
     assert variant["top1_agreement"] < 0.7, variant
+    assert variant["first_divergence"] == "block0", variant["layers"]
 
 
 def write_folder(root: Path, classes: int = 3, per_class: int = 60, seed: int = 1) -> Path:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from docs.figures import data_tables, tables
+from docs.figures import data_tables, diagnose_tables, tables
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent.relative_to(ROOT)  # docs/figures
@@ -44,6 +44,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "browser-site": ("browser_bench", tables.browser_site),
     "photos": ("photos", data_tables.photos),
     "bench-data": ("bench", data_tables.bench_data),
+    "bug-example": ("bug_example", diagnose_tables.bug_example),
     # computed from the code, not measured: the CNN CNNSpec.for_data builds for each size
     "cnn": (tables.CODE, data_tables.cnn_sizes),
 }

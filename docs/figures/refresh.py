@@ -130,6 +130,10 @@ def take(root: Path, reports: Path, checkpoints: Path, out: Path) -> list[str]:
         taker.save("serve_bench", json.loads(path.read_text()), path, commands)
     if (path := reports / "photos.json").is_file():
         taker.save("photos", json.loads(path.read_text()), path, ["python -m benchmarks.photos"])
+    if (path := reports / "bug_example.json").is_file():
+        commands = ["make demo", "python -m docs.figures.bug_example"]
+        taker.save("bug_example", json.loads(path.read_text()), path, commands)
+        taker.picture(path.with_name("bug_example.png"))
     if (path := reports / "browser_bench.json").is_file():
         commands = ["make web", "python -m benchmarks.browser"]
         taker.save("browser_bench", json.loads(path.read_text()), path, commands)

@@ -1,0 +1,82 @@
+"""Layer-level diagnosis: each runtime's probe points equal the eager model's on healthy
+variants, within the budget with a wide margin; the command names variants, says which
+runtimes keep their inside closed, and writes its report. The bugs it localises are in
+tests/test_parity_bugs.py (and the JUnit message in tests/test_junit.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from contract import checkpoint
+from contract.spec import CNNSpec
+from harness import diagnose, probes
+
+pytestmark = pytest.mark.slow
+
+HEALTHY = [
+    "torch.onnx",  # torch's exporter
+    "keras-fit.onnx-tf",  # tf2onnx
+    "torch.tflite",  # LiteRT from a transferred Keras model
+    "keras-tape.tflite-fp16",
+    "keras-fit.tflite-int8",  # dequantized with each tensor's own scale
+    "torch.eager-keras",  # the transfer row
+]
+
+
+def test_to_contract_puts_every_layout_in_nhwc():
+    probe = CNNSpec().probes()[0]  # block0: (8, 8, 32)
+    nhwc = np.random.default_rng(0).normal(size=(2, 8, 8, 32)).astype(np.float32)
+    assert np.array_equal(probes.to_contract(nhwc.transpose(0, 3, 1, 2), probe, "NCHW"), nhwc)
+    assert np.array_equal(probes.to_contract(nhwc, probe, "NHWC"), nhwc)
+    with pytest.raises(probes.ProbeError, match=r"block0: .*\[2, 32, 8, 8\] \(NHWC\)"):
+        probes.to_contract(nhwc.transpose(0, 3, 1, 2), probe, "NHWC")
+
+
+def test_the_probes_follow_the_spec():
+    names = [p.name for p in CNNSpec.for_data(64, 3, 4).probes()]
+    # 64 px: 4 stages of 2 convs, each with its pool, then the hidden layer and the logits
+    assert names[:3] == ["block0", "block1", "pool0"] and names[-2:] == ["fc0", "logits"]
+    assert len(names) == 4 * 3 + 2
+    assert probes.unreachable("onnx") == "" and probes.unreachable("tflite-int8") == ""
+    assert "compiled" in probes.unreachable("pt2")
+
+
+def test_healthy_variants_stay_far_within_every_layer_budget(digits_repo, tmp_path, capsys):
+    checkpoints, repo = digits_repo
+    args = [*HEALTHY, "torch.pt2", "--repository", str(repo), "--checkpoints", str(checkpoints)]
+    assert diagnose.main([*args, "--reports", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "diagnose.json").read_text())["variants"]
+    results = {r["name"]: r for r in report}
+    for name in HEALTHY:
+        r = results[name]
+        assert r["first_divergence"] is None and r["layers"], r
+        # every runtime's tensors are the eager ones: a wrong layout or scale would be ~1
+        assert max(x["error"] / x["budget"] for x in r["layers"]) < 0.5, r
+        assert [x["probe"] for x in r["layers"]] == [p.name for p in CNNSpec().probes()]
+    assert "not reachable: an AOTInductor package" in capsys.readouterr().out
+    assert results["torch.pt2"]["layers"] == []
+    assert (tmp_path / "diagnose.png").stat().st_size > 0
+
+
+def test_an_unknown_variant_names_what_there_is(digits_repo, tmp_path):
+    _, repo = digits_repo
+    with pytest.raises(
+        SystemExit, match=r"no variant 'torch.onx'; in the repository: .*torch.onnx"
+    ):
+        diagnose.main(["torch.onx", "--repository", str(repo), "--reports", str(tmp_path)])
+
+
+def test_a_graph_that_is_not_the_spec_is_refused(digits_repo, tmp_path):
+    """An ONNX graph missing a ReLU (another model than its manifest's spec) is a clear error,
+    not a diagnosis of the wrong tensors."""
+    checkpoints, repo = digits_repo
+    model = onnx.load(repo / "torch.onnx" / "1" / "model.onnx")
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type = "Sigmoid"
+    spec = checkpoint.find("torch", checkpoints).spec
+    with pytest.raises(probes.ProbeError, match=r"4 Relu and 2 MaxPool nodes; .* has 5 and 2"):
+        probes.onnx_tensors(model.graph, spec)
