@@ -30,14 +30,19 @@ from contract.checkpoint import CheckpointError
 from contract.files import atomic_path, write_json_atomic
 from contract.formats import FORMATS
 from contract.paths import CHECKPOINTS, REPORTS, add_repository_argument
+from contract.spec import CNNSpec
 from export import repository
 from harness import golden, probes
 from harness.golden import GOLDEN_FILE, Golden
 from harness.verdict import PROFILES, RANDOM
 
-# Rows probed per trainer: the first labelled ones and every unlabelled one. Enough for a
-# layer's error to show, and bounded memory: every probe of every row is held at once.
+# Rows probed per trainer: the first labelled ones and every unlabelled one, as long as
+# every probe of every row (held at once, the reference's and the candidate's) fits in
+# PROBE_BYTES per side: all 384 at 8 px (28 KB a row), 242 at 64 px, 19 at 224 px
+# (14 MB a row); a layer's error shows on a few rows as well as on many.
 LABELLED_ROWS = 256
+PROBE_BYTES = 256 << 20
+MIN_ROWS = 16
 # Exact profiles: float32 keeps ~7 digits, so a layer's error is ~1e-7..1e-6 of its range
 # in every correct runtime (measured: <= 1.1e-6 on the demo's variants); 1e-5 leaves ~10x.
 EXACT_BUDGET = 1e-5
@@ -55,13 +60,19 @@ def budget(profile: str) -> float:
     return p.max_abs_diff if p.quantized else EXACT_BUDGET
 
 
-def rows(labels: np.ndarray, profile: str) -> np.ndarray:
+def rows(labels: np.ndarray, profile: str, spec: CNNSpec) -> np.ndarray:
     """The golden rows a layer is judged on: the first LABELLED_ROWS labelled ones and the
-    unlabelled ones the profile bounds (int8 does not bound the uniform-noise rows)."""
+    unlabelled ones the profile bounds (int8 does not bound the uniform-noise rows), cut
+    to what PROBE_BYTES holds (two thirds labelled)."""
     labelled = np.flatnonzero(labels >= 0)[:LABELLED_ROWS]
     unlabelled = np.flatnonzero(labels < 0)
     if PROFILES[profile].calibrated:
         unlabelled = unlabelled[labels[unlabelled] != RANDOM]
+    per_row = 4 * sum(int(np.prod(p.shape)) for p in spec.probes())  # float32
+    fits = max(MIN_ROWS, PROBE_BYTES // per_row)
+    if len(labelled) + len(unlabelled) > fits:
+        labelled = labelled[: max(fits * 2 // 3, fits - len(unlabelled))]
+        unlabelled = unlabelled[: fits - len(labelled)]
     return np.concatenate([labelled, unlabelled])
 
 
@@ -129,7 +140,7 @@ class Diagnosis:
         if reason:
             return {**base, "unreachable": reason, "layers": [], "first_divergence": None}
         ckpt = self.checkpoint(trainer)
-        picked = rows(self.goldens[trainer].labels, profile)
+        picked = rows(self.goldens[trainer].labels, profile, ckpt.spec)
         reference = self.eager(trainer, ckpt.framework, picked)
         images = self.goldens[trainer].images[picked]
         candidate = probes.capture(repository.artifact(path, manifest), fmt, ckpt.spec, images)
@@ -138,7 +149,7 @@ class Diagnosis:
     def transfer(self, trainer: str, other: str) -> dict:
         """The trained model rebuilt in the other framework against itself."""
         ckpt = self.checkpoint(trainer)
-        picked = rows(self.goldens[trainer].labels, "transfer")
+        picked = rows(self.goldens[trainer].labels, "transfer", ckpt.spec)
         reference = self.eager(trainer, ckpt.framework, picked)
         candidate = self.eager(trainer, other, picked)
         base = {

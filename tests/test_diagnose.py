@@ -14,6 +14,7 @@ import pytest
 from contract import checkpoint
 from contract.spec import CNNSpec
 from harness import diagnose, probes
+from harness.verdict import BLEND, RANDOM
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,20 @@ def test_healthy_variants_stay_far_within_every_layer_budget(digits_repo, tmp_pa
     assert "not reachable: an AOTInductor package" in capsys.readouterr().out
     assert results["torch.pt2"]["layers"] == []
     assert (tmp_path / "diagnose.png").stat().st_size > 0
+
+
+def test_the_rows_probed_fit_the_memory_at_every_size():
+    """All of digits' golden rows; at 224 px only what PROBE_BYTES holds, labelled first, and
+    int8 without the uniform-noise rows."""
+    labels = np.concatenate([np.arange(540) % 10, np.full(64, RANDOM), np.full(64, BLEND)])
+    digits = CNNSpec()
+    assert len(diagnose.rows(labels, "fp32", digits)) == 256 + 128
+    assert len(diagnose.rows(labels, "int8", digits)) == 256 + 64
+    large = CNNSpec.for_data(224, 3, 5)
+    picked = diagnose.rows(labels, "fp32", large)
+    per_row = 4 * sum(int(np.prod(p.shape)) for p in large.probes())
+    assert len(picked) >= diagnose.MIN_ROWS and len(picked) * per_row <= diagnose.PROBE_BYTES
+    assert (labels[picked[: len(picked) * 2 // 3]] >= 0).all() and (labels[picked[-1]] < 0)
 
 
 def test_an_unknown_variant_names_what_there_is(digits_repo, tmp_path):
