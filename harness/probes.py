@@ -12,11 +12,13 @@ definition, tf2onnx's graphs too), Keras and LiteRT NHWC. LiteRT's int8 tensors 
 dequantized with their own scale and zero point.
 
 Reachable: eager PyTorch (forward hooks), eager Keras (a sub-model on the layers' outputs),
-ONNX Runtime (the probes' tensors added as outputs of a copy of the graph) and LiteRT
-(every tensor kept, XNNPACK off so no delegate hides them). Not reachable, with the
-reason `unreachable` gives: TorchScript, `.pt2` and `.pte` (compiled graphs with no
-intermediate outputs to ask for) and SavedModel (a traced function; its eager model is the
-Keras one, which is probed).
+ONNX Runtime (the probes' tensors added as outputs of a copy of the graph), LiteRT (every
+tensor kept, XNNPACK off so no delegate hides them) and TorchScript (the file keeps the
+CNN's modules, each with its compiled forward: they are called in the file's order, and the
+logits they give must equal the file's own forward's). Not reachable, with the reason
+`unreachable` gives: `.pt2` and `.pte` (compiled programs with no intermediate outputs to
+ask for) and SavedModel (a traced function; its eager model is the Keras one, which is
+probed).
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from contract.formats import FORMATS
+from contract.names import PIXEL_MAX
 from contract.spec import CNNSpec, Probe
 
 NCHW, NHWC = "NCHW", "NHWC"
 
 # By runner (contract/formats.py): why its inside cannot be read.
 UNREACHABLE = {
-    "torchscript": "a TorchScript module runs as one graph: no hooks, no intermediate outputs",
     "aoti": "an AOTInductor package is compiled code: it returns only the logits",
     "executorch": "an ExecuTorch program's planned memory holds no named intermediates",
     "savedmodel": "a SavedModel signature returns only the logits (its eager Keras model is "
@@ -110,6 +112,40 @@ def keras_probes(model, spec: CNNSpec, images: np.ndarray) -> dict[str, np.ndarr
     inside = keras.Model(model.inputs, outputs)
     values = inside.predict_on_batch(images)
     return {p.name: to_contract(v, p, NHWC) for p, v in zip(probes, values, strict=True)}
+
+
+def torchscript_probes(path: Path, spec: CNNSpec, images: np.ndarray) -> dict[str, np.ndarray]:
+    """A TorchScript file (contract/torch_cnn.py's CNN, traced): its `features` and `head`
+    modules run one by one, each by its own compiled forward, after the input scaling its
+    forward applies; the logits are the whole forward's, and the modules' must equal them."""
+    import torch
+
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+    probes = spec.probes()
+    kinds = {"ReLU": [p for p in probes if p.kind == "block"], "MaxPool2d": []}
+    kinds["MaxPool2d"] = [p for p in probes if p.kind == "pool"]
+    hidden = next(p for p in probes if p.kind == "dense")
+    seen: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        batch = torch.from_numpy(images)
+        x = (batch.permute(0, 3, 1, 2) / PIXEL_MAX - module.mean) / module.std
+        for child in module.features.children():
+            x = child(x)
+            if kinds.get(child.original_name):
+                probe = kinds[child.original_name].pop(0)
+                seen[probe.name] = to_contract(x.numpy().copy(), probe, NCHW)
+        for child in module.head.children():
+            x = child(x)
+            if child.original_name == "ReLU" and hidden.name not in seen:
+                seen[hidden.name] = to_contract(x.numpy().copy(), hidden, NHWC)
+        logits = module(batch).numpy()
+    if len(seen) != len(probes) - 1 or not np.array_equal(x.numpy(), logits):
+        raise ProbeError(
+            f"{path}: its modules, called in order, do not give its forward's logits: "
+            "not the CNN of contract/torch_cnn.py"
+        )
+    seen["logits"] = to_contract(logits, probes[-1], NHWC)
+    return {p.name: seen[p.name] for p in probes}
 
 
 def onnx_tensors(graph, spec: CNNSpec) -> list[str]:
@@ -220,6 +256,7 @@ def lite_probes(path: Path, spec: CNNSpec, images: np.ndarray) -> dict[str, np.n
 
 # By runner (contract/formats.py): how to read a variant's probes.
 CAPTURE: dict[str, Callable[[Path, CNNSpec, np.ndarray], dict[str, np.ndarray]]] = {
+    "torchscript": torchscript_probes,
     "onnxruntime": onnx_probes,
     "litert": lite_probes,
 }

@@ -25,6 +25,7 @@ HEALTHY = [
     "keras-tape.tflite-fp16",
     "keras-fit.tflite-int8",  # dequantized with each tensor's own scale
     "torch.eager-keras",  # the transfer row
+    "keras-fit.torchscript",  # the file's own modules, called in order
 ]
 
 

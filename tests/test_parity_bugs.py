@@ -109,6 +109,19 @@ def test_a_kernel_off_in_the_second_stage_is_found_there(digits_checkpoints, tmp
     assert (tmp_path / "r" / "diagnose.png").stat().st_size > 0
 
 
+def test_a_torchscript_file_with_a_kernel_off_names_it(digits_checkpoints, tmp_path):
+    """TorchScript's probes are its own compiled modules: the kernel scaled in the file."""
+    import torch
+
+    def bug(source: Source) -> None:
+        with torch.no_grad():
+            source.torch_net.convs()[3].weight.mul_(1.5)
+
+    ckpts, _ = digits_checkpoints
+    variant = row(broken(ckpts, tmp_path, "ts", "torchscript", bug), ckpts, tmp_path / "r")
+    assert variant["verdict"] == FAIL and variant["first_divergence"] == "block3", variant
+
+
 def test_a_batchnorm_statistic_changed_before_transfer_is_found(
     digits_checkpoints, tmp_path, monkeypatch
 ):
