@@ -56,8 +56,11 @@ def test_healthy_variants_stay_far_within_every_layer_budget(digits_repo, tmp_pa
     for name in HEALTHY:
         r = results[name]
         assert r["first_divergence"] is None and r["layers"], r
-        # every runtime's tensors are the eager ones: a wrong layout or scale would be ~1
-        assert max(x["error"] / x["budget"] for x in r["layers"]) < 0.5, r
+        # every runtime's tensors are the eager ones: a wrong layout or scale would be an
+        # error near 1 of the range, 100000x float32's budget (healthy: about 0.1 of it);
+        # the quantized rows are held to their budget above (healthy int8: about 0.3 of it)
+        if r["profile"] in ("fp32", "transfer"):
+            assert max(x["error"] / x["budget"] for x in r["layers"]) < 0.5, r
         assert [x["probe"] for x in r["layers"]] == [p.name for p in CNNSpec().probes()]
     assert "not reachable: an AOTInductor package" in capsys.readouterr().out
     assert results["torch.pt2"]["layers"] == []
