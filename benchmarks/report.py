@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from contract.files import atomic_path
+from contract.formats import FORMATS
 
 PEERS = ("triton", "litserve", "bare-asgi-v2", "noop")
 TANDEM = "tandem-v2-binary"
@@ -37,6 +38,24 @@ def server_ratios(server: dict) -> dict[int, dict[str, float | None]]:
     }
 
 
+def quantized_ratios(section: dict) -> list[dict]:
+    """Each fp16 and int8 variant's images/s over its own fp32 file's (onnx-int8 over onnx,
+    tflite-fp16 over tflite...), same trainer, same run, at every batch size."""
+    by = {(r["trainer"], r["format"]): r for r in section["rows"]}
+    out = []
+    for r in section["rows"]:
+        precision = FORMATS[r["format"]].precision if r["format"] in FORMATS else "fp32"
+        base = by.get((r["trainer"], r["format"].rsplit("-", 1)[0]))
+        if precision == "fp32" or base is None:
+            continue
+        speedup = {
+            b: ratio(r["images_per_s"].get(str(b)), base["images_per_s"].get(str(b)))
+            for b in section["batches"]
+        }
+        out.append({"variant": r["variant"], "over": base["variant"], "speedup": speedup})
+    return out
+
+
 def machine_line(m: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
     return f"{m.get('cpu', '?')}, {m.get('logical_cores', '?')} logical cores; {versions}"
@@ -61,6 +80,19 @@ def runtimes_md(s: dict) -> list[str]:
             f"| {r['variant']} | {r['b1_p50_ms']:.3f} | {r['b1_p99_ms']:.3f} | {figures} | "
             f"{r['harness_over_raw']:.3f} |"
         )
+    quantized = quantized_ratios(s)
+    if quantized:
+        out += [
+            "",
+            "Quantized over fp32 (images/s of each fp16 and int8 variant over its own fp32 "
+            "file's, same trainer, same run):",
+            "",
+            "| variant | over | " + " | ".join(f"b{b}" for b in batches) + " |",
+            "|---|---|" + "---|" * len(batches),
+        ]
+        for q in quantized:
+            figures = " | ".join(fmt(q["speedup"][b], 2) for b in batches)
+            out.append(f"| {q['variant']} | {q['over']} | {figures} |")
     return [*out, ""]
 
 
@@ -236,7 +268,7 @@ def runtime_plots(section: dict, out: Path, plt) -> list[Path]:
     save_figure(fig, written_path := out / PLOTS["latency"])
     written.append(written_path)
     fig, ax = plt.subplots(figsize=(8, 5))
-    # One line per format (the median over its trainers' variants): nine lines, not 27.
+    # One line per format (the median over its trainers' variants), not one per variant.
     formats: dict[str, list[dict]] = {}
     for r in rows:
         formats.setdefault(r["format"], []).append(r["images_per_s"])

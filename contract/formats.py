@@ -32,6 +32,7 @@ class Format:
 _TF = ("tensorflow", "keras")
 _TFLITE = {"triton_backend": "armnn_tflite", "browser": "litert"}  # Triton's TFLite backend
 _ONNX = {"triton_platform": "onnxruntime_onnx", "browser": "onnxruntime-web"}
+_ORT_QUANT = ("torch", "onnxscript", "onnx", "onnxruntime")
 
 # The export matrix's formats, in the order every table and report lists them.
 FORMATS: dict[str, Format] = {
@@ -70,6 +71,9 @@ FORMATS: dict[str, Format] = {
             "onnxruntime",
             **_ONNX,
         ),
+        # ONNX Runtime's own quantization (export/onnx_quant.py) of the torch.onnx file.
+        Format("onnx-fp16", "fp16", "1/model.onnx", _ORT_QUANT, "onnxruntime", **_ONNX),
+        Format("onnx-int8", "int8", "1/model.onnx", _ORT_QUANT, "onnxruntime", **_ONNX),
         Format(
             "savedmodel",
             "fp32",

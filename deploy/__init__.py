@@ -19,12 +19,12 @@ KUSTOMIZATION = HERE / "kustomization.yaml"
 MANIFESTS = (KUBERNETES, KSERVE_TANDEM, KSERVE_TRITON)
 
 # The formats kserve-triton.yaml loads: those whose Triton backend every Triton image ships
-# (onnxruntime: onnx, onnx-tf; pytorch: torchscript). Left out: savedmodel (the tensorflow
+# (onnxruntime: the four ONNX formats; pytorch: torchscript). Left out: savedmodel (the tensorflow
 # backend is not in every release), pt2 (platform torch_aoti: Triton 26.03 and later, and
 # a CPU-compiled package serves on CPU only), the tflite formats (armnn_tflite is a community
 # backend, in no NVIDIA image). Triton's strict readiness would keep a pod unready for any
 # of them whose backend its image lacks.
-TRITON_FORMATS = ("onnx", "onnx-tf", "torchscript")
+TRITON_FORMATS = ("onnx", "onnx-tf", "onnx-fp16", "onnx-int8", "torchscript")
 
 # Plan each replica at this share of its measured per-core rate; the autoscaler's CPU
 # target is the same share of the one core a replica requests.

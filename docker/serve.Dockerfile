@@ -40,7 +40,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8000 \
     MODEL_REPOSITORY=/models \
     GOLDEN=/reports/golden.npz \
-    FORMATS="onnx onnx-tf tflite tflite-fp16 tflite-int8"
+    FORMATS="onnx onnx-tf onnx-fp16 onnx-int8 tflite tflite-fp16 tflite-int8"
 COPY --from=build /opt/venv /opt/venv
 COPY docker/serve_entrypoint.py docker/healthcheck.py /opt/tandem/
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin tandem

@@ -1,6 +1,6 @@
 """python -m export: every trained model to every deployment format, in Triton's layout.
 
-python -m export                                  # 3 trainers x 9 formats = 27 variants
+python -m export                                  # 3 trainers x 11 formats = 33 variants
 python -m export --trainers torch --formats onnx tflite-int8
 python -m export --checkpoints /tmp/ck --out /tmp/repo
 """

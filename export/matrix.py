@@ -21,7 +21,7 @@ from pathlib import Path
 from contract import checkpoint
 from contract.formats import FORMATS
 from contract.names import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX, variant_name
-from export import repository, tf_formats, torch_formats
+from export import onnx_quant, repository, tf_formats, torch_formats
 from export.source import Source
 
 EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
@@ -29,6 +29,8 @@ EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
     "pt2": torch_formats.pt2,
     "onnx": torch_formats.onnx,
     "onnx-tf": tf_formats.onnx_tf,
+    "onnx-fp16": onnx_quant.onnx_fp16,
+    "onnx-int8": onnx_quant.onnx_int8,
     "savedmodel": tf_formats.savedmodel,
     **{
         name: partial(tf_formats.tflite, precision=FORMATS[name].precision)

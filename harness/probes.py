@@ -37,7 +37,8 @@ NCHW, NHWC = "NCHW", "NHWC"
 # By runner (contract/formats.py): why its inside cannot be read.
 UNREACHABLE = {
     "aoti": "an AOTInductor package is compiled code: it returns only the logits",
-    "executorch": "an ExecuTorch program's planned memory holds no named intermediates",
+    "executorch": "the .pte runs the whole CNN as one XNNPACK delegate call, and ExecuTorch's "
+    "ETDump records intermediate outputs only outside delegates",
     "savedmodel": "a SavedModel signature returns only the logits (its eager Keras model is "
     "probed instead)",
 }
@@ -148,28 +149,6 @@ def torchscript_probes(path: Path, spec: CNNSpec, images: np.ndarray) -> dict[st
     return {p.name: seen[p.name] for p in probes}
 
 
-def onnx_tensors(graph, spec: CNNSpec) -> list[str]:
-    """The names of the probes' tensors in an ONNX graph, in the spec's order: the ReLUs
-    (blocks first, then the hidden layer's), the max-pools, the graph's output."""
-    relus = [n.output[0] for n in graph.node if n.op_type == "Relu"]
-    pools = [n.output[0] for n in graph.node if n.op_type == "MaxPool"]
-    probes = spec.probes()
-    blocks = sum(p.kind == "block" for p in probes)
-    want_pools = sum(p.kind == "pool" for p in probes)
-    if len(relus) != blocks + 1 or len(pools) != want_pools:
-        raise ProbeError(
-            f"the ONNX graph has {len(relus)} Relu and {len(pools)} MaxPool nodes; the spec's "
-            f"CNN has {blocks + 1} and {want_pools}"
-        )
-    found, relu, pool = [], iter(relus), iter(pools)
-    for probe in probes:
-        if probe.kind == "logits":
-            found.append(graph.output[0].name)
-        else:
-            found.append(next(pool) if probe.kind == "pool" else next(relu))
-    return found
-
-
 def onnx_probes(path: Path, spec: CNNSpec, images: np.ndarray) -> dict[str, np.ndarray]:
     """ONNX Runtime on a copy of the graph whose outputs are the probes' tensors."""
     import onnx
@@ -188,6 +167,50 @@ def onnx_probes(path: Path, spec: CNNSpec, images: np.ndarray) -> dict[str, np.n
         p.name: to_contract(v, p, NCHW if p.kind != "logits" else NHWC)
         for p, v in zip(probes, values, strict=True)
     }
+
+
+def onnx_tensors(graph, spec: CNNSpec) -> list[str]:
+    """The names of the probes' tensors in an ONNX graph, in the spec's order: the ReLUs
+    (blocks first, then the hidden layer's), the max-pools, the graph's output. In a QDQ
+    file (onnx-int8) a tensor that is quantized is read after its QuantizeLinear ->
+    DequantizeLinear pair, the value the next layer reads; and where the quantizer folded
+    the ReLUs into those pairs (it does for a ReLU right after a Conv or Gemm: the
+    quantization range starts at 0), the activations are those Convs' and the first Gemm's."""
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def settled(name: str) -> str:
+        (quantize, *more) = consumers.get(name, [None])
+        if more or quantize is None or quantize.op_type != "QuantizeLinear":
+            return name
+        (dequantize, *more) = consumers.get(quantize.output[0], [None])
+        if more or dequantize is None or dequantize.op_type != "DequantizeLinear":
+            return name
+        return dequantize.output[0]
+
+    def outputs(*ops: str) -> list[str]:
+        return [n.output[0] for n in graph.node if n.op_type in ops]
+
+    relus, pools = outputs("Relu"), outputs("MaxPool")
+    probes = spec.probes()
+    blocks = sum(p.kind == "block" for p in probes)
+    want_pools = sum(p.kind == "pool" for p in probes)
+    if not relus and outputs("QuantizeLinear"):
+        relus = outputs("Conv") + outputs("Gemm", "MatMul")[:1]
+    if len(relus) != blocks + 1 or len(pools) != want_pools:
+        raise ProbeError(
+            f"the ONNX graph has {len(relus)} Relu and {len(pools)} MaxPool nodes; the spec's "
+            f"CNN has {blocks + 1} and {want_pools}"
+        )
+    found, relu, pool = [], iter(relus), iter(pools)
+    for probe in probes:
+        if probe.kind == "logits":
+            found.append(graph.output[0].name)
+        else:
+            found.append(settled(next(pool) if probe.kind == "pool" else next(relu)))
+    return found
 
 
 def lite_tensors(interpreter, spec: CNNSpec) -> list[dict]:

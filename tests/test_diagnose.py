@@ -24,6 +24,8 @@ HEALTHY = [
     "torch.tflite",  # LiteRT from a transferred Keras model
     "keras-tape.tflite-fp16",
     "keras-fit.tflite-int8",  # dequantized with each tensor's own scale
+    "torch.onnx-int8",  # QDQ: each tensor after its DequantizeLinear, ReLUs folded in
+    "keras-tape.onnx-fp16",  # float16 tensors
     "torch.eager-keras",  # the transfer row
     "keras-fit.torchscript",  # the file's own modules, called in order
 ]
@@ -99,3 +101,25 @@ def test_a_graph_that_is_not_the_spec_is_refused(digits_repo, tmp_path):
     spec = checkpoint.find("torch", checkpoints).spec
     with pytest.raises(probes.ProbeError, match=r"4 Relu and 2 MaxPool nodes; .* has 5 and 2"):
         probes.onnx_tensors(model.graph, spec)
+
+
+def test_a_qdq_file_is_probed_where_the_next_layer_reads(digits_repo):
+    """onnx-int8 has no Relu node: the quantizer folded each into the QuantizeLinear after
+    its Conv or Gemm. The probes are those pairs' DequantizeLinear outputs: non-negative,
+    as after a ReLU, while the Conv's own output (the name the ReLU had) is not."""
+    checkpoints, repo = digits_repo
+    model = onnx.load(repo / "torch.onnx-int8" / "1" / "model.onnx")
+    assert not [n for n in model.graph.node if n.op_type == "Relu"]
+    spec = checkpoint.find("torch", checkpoints).spec
+    names = probes.onnx_tensors(model.graph, spec)
+    made_by = {n.output[0]: n.op_type for n in model.graph.node}
+    assert [made_by[n] for n in names[:-1]] == ["DequantizeLinear"] * (len(names) - 1)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 8, 8, 1)).astype(np.float32)
+    found = probes.onnx_probes(repo / "torch.onnx-int8" / "1" / "model.onnx", spec, images)
+    assert min(float(found[p.name].min()) for p in spec.probes()[:-1]) >= 0
+    conv = next(n for n in model.graph.node if n.op_type == "Conv").output[0]
+    model.graph.output.append(onnx.ValueInfoProto(name=conv))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run([conv], {"images": images})[0].min() < 0  # before the folded ReLU

@@ -198,7 +198,7 @@ def test_serving_container_serves_every_onnx_and_tflite_variant(served):
     index = {row["name"]: row.get("state") for row in client.get_model_repository_index()}
     assert served["served"] and index == dict.fromkeys(served["served"], "READY")
     assert {fmt_of(served["models"] / n) for n in index} == {
-        "onnx", "onnx-tf", "tflite", "tflite-fp16", "tflite-int8"
+        "onnx", "onnx-tf", "onnx-fp16", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8"
     }  # fmt: skip
 
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 BATCHES = (1, 2, 7, 64)
 DATASETS = ("digits", "rgb")
 VARIANTS = [(d, t, f) for d in DATASETS for t in TRAINERS for f in FORMAT_NAMES]
-ONNX_FORMATS = ("onnx", "onnx-tf")
+ONNX_FORMATS = tuple(n for n, f in FORMATS.items() if f.artifact.endswith(".onnx"))
 
 
 def ids(cases):
@@ -126,6 +126,8 @@ RUNTIMES = {
     "pt2": run_pt2,
     "onnx": run_onnx,
     "onnx-tf": run_onnx,
+    "onnx-fp16": run_onnx,
+    "onnx-int8": run_onnx,
     "savedmodel": run_savedmodel,
     "tflite": run_tflite,
     "tflite-fp16": run_tflite,
@@ -275,3 +277,10 @@ def test_onnx_passes_checker_with_browser_ir_version(repos, dataset, trainer, fm
     assert json.loads((variant / MANIFEST_FILE).read_text())["opset"] == opsets.get("", 0)
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.HasField("dim_value"), "batch must be symbolic"
+    # The quantized files hold what their names say, behind float32 input and output.
+    fp32, fp16, int8 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8
+    graph = model.graph
+    assert [t.type.tensor_type.elem_type for t in (*graph.input, *graph.output)] == [fp32, fp32]
+    kernels = [i for i in graph.initializer if len(i.dims) == 4 and i.dims[0] > 1]
+    weights = {i.data_type for i in kernels}
+    assert weights == {dict(fp32=fp32, fp16=fp16, int8=int8)[FORMATS[fmt].precision]}

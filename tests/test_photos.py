@@ -93,7 +93,8 @@ def test_the_site_runs_a_photo_model_in_the_browser(photos, photo_repo, tmp_path
     result = parity.run(photo_repo, photos[1], tmp_path / "reports", site=built)
     rows = {r["name"]: r for r in result["variants"]}
     browser = [r for r in rows.values() if r["runtime"]]
-    assert len(browser) == len(EXPORTED) * 5  # onnx, onnx-tf, tflite, tflite-fp16, tflite-int8
+    # the four ONNX formats and the three TFLite ones
+    assert len(browser) == len(EXPORTED) * 7
     for row in browser:
         host = rows[row["name"].split("@")[0]]
         assert row["verdict"] != "fail" and host["verdict"] != "fail", (row["name"], row["reason"])

@@ -23,7 +23,7 @@ from export import repository
 
 # What the serving image lacks of pyproject's dependencies, by import name.
 BLOCKED = ("torch", "tensorflow", "keras", "onnx", "onnxscript", "tf2onnx", "sklearn", "h5py")
-SLIM_FORMATS = ("onnx", "onnx-tf", "tflite", "tflite-fp16", "tflite-int8")
+SLIM_FORMATS = ("onnx", "onnx-tf", "onnx-fp16", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8")
 PRELUDE = f"""
 import sys
 
