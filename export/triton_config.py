@@ -22,72 +22,43 @@ MAX_BATCH_SIZE = 64
 def config_pbtxt(
     name: str, fmt: str, spec: CNNSpec, tensors: tuple[str, str] = (INPUT_NAME, OUTPUT_NAME)
 ) -> str:
-    """Triton's model config; with max_batch_size > 0 the dims exclude the batch.
+    """Triton's model config, built as Triton's own ModelConfig message (tritonclient ships
+    its protobuf) and written by protobuf's text_format: a field name or value Triton does
+    not know fails here, not in Triton. With max_batch_size > 0 the dims exclude the batch.
     `tensors`: the (input, output) names the runtime knows them by."""
-    if fmt == "pt2":
-        return pt2_config_pbtxt(name, spec)
-    side, channels = spec.image_size, spec.channels
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
     record = FORMATS[fmt]
-    runtime = (
-        f'platform: "{record.triton_platform}"'
-        if record.triton_platform
-        else f'backend: "{record.triton_backend}"'
-    )
-    return (
-        f'name: "{name}"\n'
-        f"{runtime}\n"
-        f"max_batch_size: {MAX_BATCH_SIZE}\n"
-        "input [\n"
-        "  {\n"
-        f'    name: "{tensors[0]}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ {side}, {side}, {channels} ]\n"
-        "  }\n"
-        "]\n"
-        "output [\n"
-        "  {\n"
-        f'    name: "{tensors[1]}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ {spec.num_classes} ]\n"
-        f'    label_filename: "{LABELS_FILE}"\n'
-        "  }\n"
-        "]\n"
-        "dynamic_batching { }\n"
-    )
-
-
-# Triton's PyTorch backend loads a PT2 package with platform "torch_aoti" (26.03 and later).
-# It addresses tensors by position, and it does not batch PT2 models yet: max_batch_size 0,
-# so the dims carry the package's own dynamic batch (-1) and each request is one call.
-PT2_TENSORS = ("INPUT__0", "OUTPUT__0")
-
-
-def pt2_config_pbtxt(name: str, spec: CNNSpec) -> str:
     side, channels = spec.image_size, spec.channels
-    inp, out = PT2_TENSORS
-    record = FORMATS["pt2"]
-    return (
-        f'name: "{name}"\n'
-        f'backend: "{record.triton_backend}"\n'
-        f'platform: "{record.triton_platform}"\n'
-        "max_batch_size: 0\n"
-        "input [\n"
-        "  {\n"
-        f'    name: "{inp}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ -1, {side}, {side}, {channels} ]\n"
-        "  }\n"
-        "]\n"
-        "output [\n"
-        "  {\n"
-        f'    name: "{out}"\n'
-        "    data_type: TYPE_FP32\n"
-        f"    dims: [ -1, {spec.num_classes} ]\n"
-        f'    label_filename: "{LABELS_FILE}"\n'
-        "  }\n"
-        "]\n"
-        "instance_group [ { kind: KIND_CPU } ]\n"
+    config = pb.ModelConfig(name=name)
+    if record.triton_platform:
+        config.platform = record.triton_platform
+    if record.triton_backend:  # pt2 names both
+        config.backend = record.triton_backend
+    # Serve the newest version only, as Triton does by default, said in the file.
+    config.version_policy.latest.num_versions = 1
+    if fmt == "pt2":
+        # Triton's PyTorch backend loads a PT2 package with platform "torch_aoti" (26.03
+        # and later). It addresses tensors by position and does not batch PT2 models yet:
+        # max_batch_size 0, so the dims carry the package's own dynamic batch (-1).
+        tensors, batch, config.max_batch_size = PT2_TENSORS, [-1], 0
+        config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU)
+    else:
+        batch, config.max_batch_size = [], MAX_BATCH_SIZE
+        config.dynamic_batching.SetInParent()
+    fp32 = pb.DataType.Value("TYPE_FP32")
+    config.input.add(name=tensors[0], data_type=fp32, dims=[*batch, side, side, channels])
+    config.output.add(
+        name=tensors[1],
+        data_type=fp32,
+        dims=[*batch, spec.num_classes],
+        label_filename=LABELS_FILE,
     )
+    return text_format.MessageToString(config)
+
+
+PT2_TENSORS = ("INPUT__0", "OUTPUT__0")
 
 
 def tflite_tensor_names(path: Path) -> tuple[str, str]:

@@ -239,6 +239,7 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
         (variant / repository.CONFIG_FILE).read_text(), model_config_pb2.ModelConfig()
     )
     assert config.name == variant.name
+    assert config.version_policy.latest.num_versions == 1  # said, not left to the default
     field, runtime = TRITON_RUNTIME[fmt]
     assert getattr(config, field) == runtime
     fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
