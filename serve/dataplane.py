@@ -10,6 +10,8 @@ JSON route, 2.11k through a bare ASGI one parsing the same JSON).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 
@@ -34,6 +36,21 @@ def infer_target(path: str) -> tuple[str, str | None]:
     if not name or "/" in name or (sep and (not version or "/" in version)):
         raise v2.ProtocolError(f"no route POST {v2.quoted(path)}", 404)
     return name, version if sep else None
+
+
+async def cut_by_shutdown(scope, send) -> None:
+    """uvicorn cancels the requests still running when --shutdown-grace-s runs out (a
+    client still sending its body, say). One log line, not the cancellation's traceback,
+    and a 503 the client can retry elsewhere where no response had started (where one had,
+    the server refuses a second start and the connection just closes)."""
+    log.warning(
+        "%s %s cut: the server stopped before it finished (--shutdown-grace-s)",
+        scope["method"],
+        v2.quoted(scope["path"]),
+    )
+    body = v2.error_body("the server is shutting down: send the request again")
+    with contextlib.suppress(Exception):
+        await respond(send, 503, body, close=True)
 
 
 async def respond(
@@ -76,23 +93,26 @@ class App:
             await self.api(scope, receive, send)
             return
         path = scope["path"]
-        if (
-            scope["method"] == "POST"
-            and path.startswith(INFER_PREFIX)
-            and path.endswith(INFER_SUFFIX)
-        ):
-            await self.infer(scope, receive, send)
-            return
-        try:
-            held = self.admit(dict(scope["headers"]))
-        except v2.ProtocolError as e:
-            await respond(send, e.status, v2.error_body(str(e)))
-            return
-        try:
-            receive = limited(receive, self.config.max_body, self.config.body_timeout_s)
-            await self.api(scope, receive, send)
-        finally:
-            self.admission.release(held)
+        try:  # no cost unless raised (zero-cost exceptions): the hot path pays nothing
+            if (
+                scope["method"] == "POST"
+                and path.startswith(INFER_PREFIX)
+                and path.endswith(INFER_SUFFIX)
+            ):
+                await self.infer(scope, receive, send)
+                return
+            try:
+                held = self.admit(dict(scope["headers"]))
+            except v2.ProtocolError as e:
+                await respond(send, e.status, v2.error_body(str(e)))
+                return
+            try:
+                receive = limited(receive, self.config.max_body, self.config.body_timeout_s)
+                await self.api(scope, receive, send)
+            finally:
+                self.admission.release(held)
+        except asyncio.CancelledError:
+            await cut_by_shutdown(scope, send)
 
     async def infer(self, scope, receive, send) -> None:
         with Timed("v2", self.registry.unknown) as timed:

@@ -92,7 +92,14 @@ def test_sigterm_finishes_within_the_grace_period(pair, tmp_path):
         server.proc.send_signal(signal.SIGTERM)
         server.proc.wait(timeout=20)
         assert time.monotonic() - started < 8
+        sock.settimeout(5)
+        answer = sock.recv(4096)  # what the cut client was told, before the close
         sock.close()
+    assert answer.startswith(b"HTTP/1.1 503") and b"shutting down" in answer, answer
+    # The cut request is one clean line, not the ASGI app's CancelledError traceback.
+    log = server.log.read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log
+    assert "POST '/v2/models/torch.onnx/infer' cut: the server stopped" in log, log
 
 
 def test_a_client_gone_mid_body_is_one_log_line(pair, tmp_path):
