@@ -44,9 +44,8 @@ def quantized_ratios(section: dict) -> list[dict]:
     by = {(r["trainer"], r["format"]): r for r in section["rows"]}
     out = []
     for r in section["rows"]:
-        precision = FORMATS[r["format"]].precision if r["format"] in FORMATS else "fp32"
         base = by.get((r["trainer"], r["format"].rsplit("-", 1)[0]))
-        if precision == "fp32" or base is None:
+        if r["format"] not in FORMATS or FORMATS[r["format"]].precision == "fp32" or not base:
             continue
         speedup = {
             b: ratio(r["images_per_s"].get(str(b)), base["images_per_s"].get(str(b)))

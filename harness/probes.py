@@ -288,9 +288,7 @@ CAPTURE: dict[str, Callable[[Path, CNNSpec, np.ndarray], dict[str, np.ndarray]]]
 def unreachable(fmt: str) -> str:
     """Why a format's probes cannot be read ("" where they can)."""
     runner = FORMATS[fmt].runner
-    if runner in CAPTURE:
-        return ""
-    return UNREACHABLE.get(runner, f"no probe reader for the {runner} runtime")
+    return "" if runner in CAPTURE else UNREACHABLE.get(runner, f"no probe reader for {runner}")
 
 
 def capture(path: Path, fmt: str, spec: CNNSpec, images: np.ndarray) -> dict[str, np.ndarray]:
