@@ -2,8 +2,8 @@
 calibrated on the images `tflite-int8` is calibrated on) and `onnx-fp16` (float16 weights
 and tensors, float32 input and output).
 
-Both start from the same fp32 file the `onnx` format writes (torch_formats.onnx), built
-once per source in its scratch folder. The quantizer's choices were measured on digits
+Both start from an fp32 file exported as the `onnx` format's is (torch_formats.onnx),
+once per source, in its scratch folder. The quantizer's choices were measured on digits
 (docs/export.md, "ONNX Runtime int8"): MinMax, Entropy and Percentile calibration, per
 channel or per tensor, give the same verdict there; MinMax per channel is kept, the
 smallest error of them and the calibration that needs no equal-sized batches.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.names import INPUT_NAME
 from export import onnx_file, torch_formats
 from export.source import Source
 
@@ -66,7 +67,6 @@ def quantize_int8(
     quant_pre_process first (shape inference, BatchNorm folded into the convolutions), as
     ONNX Runtime advises. The histogram calibrators need batches of one size: the images
     are cut to a multiple of CALIBRATION_BATCH for them."""
-    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -79,7 +79,7 @@ def quantize_int8(
     quantize_static(
         str(prepared),
         str(out),
-        calibration_reader(images, onnx.load(str(prepared)).graph.input[0].name),
+        calibration_reader(images, INPUT_NAME),  # torch_formats.onnx names it so
         quant_format=QuantFormat.QDQ,
         per_channel=per_channel,
         activation_type=QuantType.QInt8,

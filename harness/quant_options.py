@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from contract import checkpoint
 from contract.files import write_json_atomic, write_text_atomic
 from contract.names import TRAINERS
@@ -29,17 +27,11 @@ from export.onnx_quant import INT8, quantize_int8
 from export.source import Source
 from harness.backend import eager
 from harness.golden import golden_set
+from harness.runners import OnnxRunner
 from harness.verdict import judge
 
 CALIBRATIONS = ("MinMax", "Entropy", "Percentile")
 FIGURES = ("max_abs_diff", "top1_agreement", "unlabelled_max_abs_diff", "bound")
-
-
-def run_onnx(path: Path, images: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: images})[0]
 
 
 def compare(
@@ -56,7 +48,7 @@ def compare(
                     started = time.perf_counter()
                     out = source.scratch / f"{calibration}.{per_channel}.onnx"
                     quantize_int8(source, out, calibration, per_channel)
-                    logits = run_onnx(out, golden.images)
+                    logits = OnnxRunner(out).run(golden.images)
                     result = judge(reference, logits, golden.labels, "int8")
                     default = (calibration, per_channel) == (
                         INT8["calibration"],
@@ -81,13 +73,10 @@ def compare(
 
 def changes(rows: list[dict]) -> dict[str, bool]:
     """Per trainer: does any option give another verdict than the others?"""
-    return {
-        t: len({r["verdict"] for r in rows if r["trainer"] == t}) > 1 for t in trainers_of(rows)
-    }
-
-
-def trainers_of(rows: list[dict]) -> list[str]:
-    return list(dict.fromkeys(r["trainer"] for r in rows))
+    verdicts: dict[str, set[str]] = {}
+    for r in rows:
+        verdicts.setdefault(r["trainer"], set()).add(r["verdict"])
+    return {trainer: len(found) > 1 for trainer, found in verdicts.items()}
 
 
 def markdown(rows: list[dict]) -> str:
