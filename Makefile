@@ -11,7 +11,7 @@ OTHER_TF := $(if $(filter 1,$(GPU)),tensorflow-cpu,tensorflow)
 STAMP := $(VENV)/.installed-$(TENSORFLOW)
 ARGS ?=
 
-.PHONY: setup train train-dist export parity serve demo bench lockstep test lint format clean web \
+.PHONY: setup train train-dist export rollback parity serve demo bench lockstep test lint format clean web \
 	web-serve web-deps docker docker-test capacity manifests figures docs docs-serve lock gpu-check
 
 setup: $(STAMP)
@@ -51,6 +51,13 @@ train-dist: setup
 export: setup
 	$(PY) -m train --skip-trained
 	$(PY) -m export $(ARGS)
+
+# The previous version of one variant live again: make rollback VARIANT=torch.onnx
+# (ARGS="--to 1", ARGS="--repository DIR"). A running server takes it up on its next poll
+# (--model-control poll) or load request (explicit), after the same checks as an export.
+rollback: setup
+	@test -n "$(VARIANT)" || { echo "usage: make rollback VARIANT=<trainer>.<format> [ARGS=...]" >&2; exit 2; }
+	$(PY) -m export.rollback $(VARIANT) $(ARGS)
 
 # Every variant against the eager model it came from: pass / inconclusive / fail per row;
 # exits non-zero on any fail (ARGS=--strict: on inconclusive too; ARGS=--browser: the

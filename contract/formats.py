@@ -13,7 +13,7 @@ from dataclasses import dataclass
 class Format:
     name: str  # the closed set of names: flags, folders, registry keys, test ids
     precision: str  # fp32 | fp16 | int8: the parity profile it is judged under
-    artifact: str  # the model file (or folder) inside a variant folder, Triton's name
+    artifact: str  # the model file (or folder) inside a version folder, Triton's name
     # Distributions of its exporter and runtime, whose versions its manifest records.
     packages: tuple[str, ...]
     runner: str  # the harness runner (harness/runners.py) that runs it in Python
@@ -41,7 +41,7 @@ FORMATS: dict[str, Format] = {
         Format(
             "torchscript",
             "fp32",
-            "1/model.pt",
+            "model.pt",
             ("torch",),
             "torchscript",
             triton_platform="pytorch_libtorch",
@@ -49,7 +49,7 @@ FORMATS: dict[str, Format] = {
         Format(
             "pt2",
             "fp32",
-            "1/model.pt2",
+            "model.pt2",
             ("torch",),
             "aoti",
             triton_platform="torch_aoti",
@@ -58,7 +58,7 @@ FORMATS: dict[str, Format] = {
         Format(
             "onnx",
             "fp32",
-            "1/model.onnx",
+            "model.onnx",
             ("torch", "onnxscript", "onnx", "onnxruntime"),
             "onnxruntime",
             **_ONNX,
@@ -66,30 +66,30 @@ FORMATS: dict[str, Format] = {
         Format(
             "onnx-tf",
             "fp32",
-            "1/model.onnx",
+            "model.onnx",
             (*_TF, "tf2onnx", "onnx", "onnxruntime"),
             "onnxruntime",
             **_ONNX,
         ),
         # ONNX Runtime's own quantization (export/onnx_quant.py) of the torch.onnx file.
-        Format("onnx-fp16", "fp16", "1/model.onnx", _ORT_QUANT, "onnxruntime", **_ONNX),
-        Format("onnx-int8", "int8", "1/model.onnx", _ORT_QUANT, "onnxruntime", **_ONNX),
+        Format("onnx-fp16", "fp16", "model.onnx", _ORT_QUANT, "onnxruntime", **_ONNX),
+        Format("onnx-int8", "int8", "model.onnx", _ORT_QUANT, "onnxruntime", **_ONNX),
         Format(
             "savedmodel",
             "fp32",
-            "1/model.savedmodel",
+            "model.savedmodel",
             _TF,
             "savedmodel",
             triton_platform="tensorflow_savedmodel",
         ),
-        Format("tflite", "fp32", "1/model.tflite", (*_TF, "ai-edge-litert"), "litert", **_TFLITE),
+        Format("tflite", "fp32", "model.tflite", (*_TF, "ai-edge-litert"), "litert", **_TFLITE),
         Format(
-            "tflite-fp16", "fp16", "1/model.tflite", (*_TF, "ai-edge-litert"), "litert", **_TFLITE
+            "tflite-fp16", "fp16", "model.tflite", (*_TF, "ai-edge-litert"), "litert", **_TFLITE
         ),
         Format(
-            "tflite-int8", "int8", "1/model.tflite", (*_TF, "ai-edge-litert"), "litert", **_TFLITE
+            "tflite-int8", "int8", "model.tflite", (*_TF, "ai-edge-litert"), "litert", **_TFLITE
         ),
-        Format("pte", "fp32", "1/model.pte", ("torch", "executorch"), "executorch"),
+        Format("pte", "fp32", "model.pte", ("torch", "executorch"), "executorch"),
     )
 }
 FORMAT_NAMES = tuple(FORMATS)

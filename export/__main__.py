@@ -3,6 +3,7 @@
 python -m export                                  # 3 trainers x 11 formats = 33 variants
 python -m export --trainers torch --formats onnx tflite-int8
 python -m export --checkpoints /tmp/ck --out /tmp/repo
+python -m export --keep-versions 5                # each export is version N+1; keep 5
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from contract.datasets import DataError
 from contract.formats import EDGE_FORMATS, FORMAT_NAMES
 from contract.names import TRAINERS
 from contract.paths import CHECKPOINTS, EDGE, add_repository_argument
-from export import matrix, repository
+from export import matrix, repository, versions
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +61,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"root for the formats Triton cannot load ({', '.join(EDGE_FORMATS)}), "
         f"same layout (default: beside --out, i.e. {EDGE})",
     )
+    parser.add_argument(
+        "--keep-versions",
+        type=int,
+        default=versions.KEEP,
+        metavar="K",
+        help="each export publishes a new version of every variant and keeps the newest K, "
+        f"the new one included (default: {versions.KEEP})",
+    )
     args = parser.parse_args(argv)
+    if args.keep_versions < 1:
+        parser.error(f"--keep-versions must be 1 or more, got {args.keep_versions}")
     # Canonical order, no repeats: the same request always writes in the same order.
     args.trainers = [t for t in TRAINERS if t in args.trainers]
     args.formats = [f for f in FORMAT_NAMES if f in args.formats]
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         results = matrix.export_all(
-            args.trainers, args.formats, args.checkpoints, args.out, args.edge
+            args.trainers, args.formats, args.checkpoints, args.out, args.edge, args.keep_versions
         )
     except (CheckpointError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

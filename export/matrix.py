@@ -7,6 +7,7 @@ contract/formats.py.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 from contract import checkpoint
 from contract.formats import FORMATS
 from contract.names import INPUT_NAME, OUTPUT_NAME, PIXEL_MAX, variant_name
-from export import onnx_quant, repository, tf_formats, torch_formats
+from export import onnx_quant, repository, tf_formats, torch_formats, versions
 from export.source import Source
 
 EXPORTERS: dict[str, Callable[[Source, Path], dict]] = {
@@ -53,7 +54,7 @@ class Result:
     seconds: float
 
 
-def versions(fmt: str, framework: str) -> dict[str, str]:
+def package_versions(fmt: str, framework: str) -> dict[str, str]:
     names = dict.fromkeys(FRAMEWORK_PACKAGES[framework] + FORMATS[fmt].packages)
     return {name: _version(name) for name in names} | {"python": platform.python_version()}
 
@@ -68,7 +69,8 @@ def _version(name: str) -> str:
     raise metadata.PackageNotFoundError(f"none of {candidates} is installed")
 
 
-def manifest(source: Source, fmt: str, name: str, extra: dict) -> dict:
+def manifest(source: Source, fmt: str, name: str, extra: dict, version: int = 1) -> dict:
+    """The record of one exported version: what every reader of the variant reads."""
     spec, ckpt = source.spec, source.ckpt
     side = spec.image_size
     return {
@@ -76,7 +78,7 @@ def manifest(source: Source, fmt: str, name: str, extra: dict) -> dict:
         "trainer": source.trainer,
         "format": fmt,
         "precision": FORMATS[fmt].precision,
-        "artifact": FORMATS[fmt].artifact,
+        "artifact": f"{version}/{FORMATS[fmt].artifact}",
         "max_batch_size": repository.MAX_BATCH_SIZE,
         "input": {"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, side, side, spec.channels]},
         "output": {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, spec.num_classes]},
@@ -89,33 +91,60 @@ def manifest(source: Source, fmt: str, name: str, extra: dict) -> dict:
             "inside_graph": True,
         },
         "spec": spec.to_dict(),
-        "versions": versions(fmt, ckpt.framework),
+        "versions": package_versions(fmt, ckpt.framework),
         **extra,
         "source_checkpoint": {
             "trainer": source.trainer,
             "path": str(ckpt.weights),
             "sha256": source.weights_sha256,
         },
+        "run": training_run(ckpt),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def export_variant(source: Source, fmt: str, out: Path) -> Result:
-    """Build one variant in a hidden folder, then rename it into place."""
+def training_run(ckpt: checkpoint.Checkpoint) -> dict:
+    """Where a version came from: the checkpoint's data, seed and initial weights' hash
+    (spec.json), and its test metrics (metrics.json, when the trainer wrote one)."""
+    r = ckpt.recorded
+    metrics_file = ckpt.run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return {
+        "data": r.get("data"),
+        "seed": r.get("seed"),
+        "init_sha256": (r.get("init") or {}).get("sha256"),
+        "metrics": {k: v for k, v in metrics.items() if k.startswith("test_")},
+    }
+
+
+def export_variant(source: Source, fmt: str, out: Path, keep: int = versions.KEEP) -> Result:
+    """Build version N+1 of a variant in a hidden folder beside the newest versions kept
+    (export/versions.py), then rename the whole variant into place."""
     started = time.perf_counter()
     name = variant_name(source.trainer, fmt)
     staged = repository.stage(out, name)
     try:
-        artifact = staged / FORMATS[fmt].artifact
+        probe = manifest(source, fmt, name, {})  # the tensors and labels the new one takes
+        number, kept, dropped = versions.carried(out, name, probe, keep)
+        versions.link_versions(out / name, staged, list(kept))
+        artifact = staged / str(number) / FORMATS[fmt].artifact
         artifact.parent.mkdir(parents=True, exist_ok=True)
         extra = EXPORTERS[fmt](source, artifact)
-        repository.write_metadata(staged, name, fmt, source.spec, source.ckpt.labels)
-        repository.write_manifest(staged, manifest(source, fmt, name, extra))
+        repository.write_metadata(staged, name, fmt, source.spec, source.ckpt.labels, artifact)
+        record = manifest(source, fmt, name, extra, number)
+        files = repository.file_hashes(staged)
+        assembled = versions.assemble(record, str(number), kept, files)
+        repository.write_manifest(staged, assembled)
         final = repository.publish(staged, out, name)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     result = Result(name, repository.folder_size(final), time.perf_counter() - started)
-    print(f"[export] {name:<26} {result.size / 1e6:7.2f} MB {result.seconds:6.1f} s", flush=True)
+    held = ",".join([*kept, str(number)])
+    print(
+        f"[export] {name:<26} {result.size / 1e6:7.2f} MB {result.seconds:6.1f} s  "
+        f"version {number} (holds {held})" + (f"; {dropped}" if dropped else ""),
+        flush=True,
+    )
     return result
 
 
@@ -125,6 +154,7 @@ def export_all(
     checkpoints: Path,
     out: Path,
     edge: Path | None = None,
+    keep: int = versions.KEEP,
 ) -> list[Result]:
     """Every trainer x format into the model repository `out`, or into the edge root for
     what Triton cannot load (default: beside `out`). All checkpoints are found first, so a
@@ -141,7 +171,7 @@ def export_all(
         scratch = out / f"{repository.TMP_PREFIX}source-{ckpt.trainer}-{os.getpid()}"
         source = Source(ckpt, scratch)
         try:
-            results += [export_variant(source, fmt, roots[fmt]) for fmt in formats]
+            results += [export_variant(source, fmt, roots[fmt], keep) for fmt in formats]
         finally:
             source.close()
     return results

@@ -6,7 +6,7 @@ parity gate and the server read through it. What a config.pbtxt says: `triton_co
 <root>/<variant>/config.pbtxt        (formats Triton serves)
 <root>/<variant>/labels.txt
 <root>/<variant>/manifest.json       (sha256 of every other file)
-<root>/<variant>/1/model.<ext>
+<root>/<variant>/<N>/model.<ext>     (version N; versions.py: which are kept, which is live)
 
 Triton refuses a folder it cannot load, and it has no ExecuTorch backend: the formats no
 Triton backend loads (their record's `edge`, contract/formats.py) go to a second root
@@ -63,8 +63,9 @@ def read_manifest(variant_dir: Path) -> dict:
 
 
 def artifact(variant_dir: Path, manifest: dict) -> Path:
-    """The model file (or SavedModel folder) of a variant."""
-    return Path(variant_dir) / FORMATS[manifest["format"]].artifact
+    """The model file (or SavedModel folder) of a variant's live version."""
+    rel = manifest.get("artifact") or f"1/{FORMATS[manifest['format']].artifact}"
+    return Path(variant_dir) / rel
 
 
 def home(fmt: str, repository: Path, edge: Path) -> Path:
@@ -78,8 +79,8 @@ def edge_beside(repository: Path) -> Path:
 
 
 def fixed_batch_file(fmt: str, batch: int) -> str:
-    """A copy of the artifact converted at one fixed batch size, beside the dynamic one, for
-    runtimes that cannot resize an input (LiteRT.js): `1/model.b64.tflite`."""
+    """A copy of the artifact converted at one fixed batch size, beside the dynamic one in
+    its version folder, for runtimes that cannot resize an input (LiteRT.js): `model.b64.tflite`."""
     stem, dot, ext = FORMATS[fmt].artifact.rpartition(".")
     return f"{stem}.b{batch}{dot}{ext}"
 
@@ -109,14 +110,16 @@ def file_hashes(variant_dir: Path) -> dict[str, str]:
     }
 
 
-def write_metadata(staged: Path, name: str, fmt: str, spec: CNNSpec, labels: list[str]) -> None:
-    """labels.txt and Triton's config.pbtxt, beside the artifact already in `staged`."""
+def write_metadata(
+    staged: Path, name: str, fmt: str, spec: CNNSpec, labels: list[str], model: Path
+) -> None:
+    """labels.txt and Triton's config.pbtxt, in `staged`, whose model file is `model`."""
     (staged / LABELS_FILE).write_text("\n".join(labels) + "\n")
     record = FORMATS[fmt]
     if record.triton_platform:
         (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec))
     elif record.triton_backend:  # TFLite's backend names tensors as the file does
-        tensors = tflite_tensor_names(staged / record.artifact)
+        tensors = tflite_tensor_names(model)
         (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec, tensors))
 
 

@@ -44,13 +44,12 @@ def tflite(source: Source, path: Path, precision: str) -> dict:
     """The dynamic-batch file, and beside it the same conversion at each of FIXED_BATCHES
     (listed in the manifest as `fixed_batch`) for runtimes that cannot resize an input."""
     path.write_bytes(convert_tflite(source, source.saved_model, precision))
-    variant_dir = path.parent.parent  # the artifact is <variant>/1/model.tflite
-    fixed = {}
+    fixed = {}  # paths relative to the variant: <N>/model.b<batch>.tflite
     for batch in FIXED_BATCHES:
-        rel = repository.fixed_batch_file("tflite", batch)
+        file = repository.fixed_batch_file("tflite", batch)
         model = source.fixed_batch_saved_model(batch)
-        (variant_dir / rel).write_bytes(convert_tflite(source, model, precision, batch))
-        fixed[str(batch)] = rel
+        (path.parent / file).write_bytes(convert_tflite(source, model, precision, batch))
+        fixed[str(batch)] = f"{path.parent.name}/{file}"
     return {"fixed_batch": fixed}
 
 

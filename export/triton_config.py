@@ -36,7 +36,8 @@ def config_pbtxt(
         config.platform = record.triton_platform
     if record.triton_backend:  # pt2 names both
         config.backend = record.triton_backend
-    # Serve the newest version only, as Triton does by default, said in the file.
+    # Serve the newest version only, as Triton does by default, said in the file (a
+    # rollback pins one: `with_version_policy`).
     config.version_policy.latest.num_versions = 1
     if fmt == "pt2":
         # Triton's PyTorch backend loads a PT2 package with platform "torch_aoti" (26.03
@@ -59,6 +60,21 @@ def config_pbtxt(
 
 
 PT2_TENSORS = ("INPUT__0", "OUTPUT__0")
+
+
+def with_version_policy(text: str, versions: list[int] | None) -> str:
+    """A config.pbtxt's text with its version_policy replaced: `specific` on `versions`,
+    or `latest 1` for None. Parsed and written by protobuf, the rest kept as it was."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    config = text_format.Parse(text, pb.ModelConfig())
+    config.ClearField("version_policy")
+    if versions is None:
+        config.version_policy.latest.num_versions = 1
+    else:
+        config.version_policy.specific.versions.extend(versions)
+    return text_format.MessageToString(config)
 
 
 def tflite_tensor_names(path: Path) -> tuple[str, str]:

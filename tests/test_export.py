@@ -166,9 +166,9 @@ def test_runtime_matches_eager(repos, dataset, trainer, fmt):
     ckpt_root, repo = repos[dataset]
     name = variant_name(trainer, fmt)
     images, labels, want = reference(ckpt_root, trainer)
-    got = RUNTIMES[fmt](
-        folder(repo, trainer, fmt) / FORMATS[fmt].artifact, [images[:n] for n in BATCHES]
-    )
+    variant = folder(repo, trainer, fmt)
+    artifact = repository.artifact(variant, repository.read_manifest(variant))
+    got = RUNTIMES[fmt](artifact, [images[:n] for n in BATCHES])
     check_close(name, FORMATS[fmt].precision, got, want, labels)
 
 
@@ -201,9 +201,14 @@ def test_manifest(repos, dataset, trainer, fmt):
     files = manifest["files"]
     assert repository.LABELS_FILE in files
     assert (repository.CONFIG_FILE in files) == (fmt in TRITON_RUNTIME)
-    assert any(
-        f == FORMATS[fmt].artifact or f.startswith(FORMATS[fmt].artifact + "/") for f in files
-    )
+    live = manifest["version"]
+    assert manifest["artifact"] == f"{live}/{FORMATS[fmt].artifact}"
+    assert any(f == manifest["artifact"] or f.startswith(manifest["artifact"] + "/") for f in files)
+    record = manifest["model_versions"][live]  # the version's own record: files and run
+    assert set(record["files"]) == {f for f in files if f.startswith(f"{live}/")}
+    assert record["run"]["seed"] == ckpt.recorded["seed"]
+    assert record["run"]["init_sha256"] == ckpt.recorded["init"]["sha256"]
+    assert 0 <= record["run"]["metrics"]["test_accuracy"] <= 1
     assert datetime.fromisoformat(manifest["created"]).utcoffset().total_seconds() == 0
 
 
@@ -223,7 +228,7 @@ def tensor_names(folder: Path, manifest: dict) -> dict[str, str]:
         return {side: manifest[side]["name"] for side in ("input", "output")}
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(folder / FORMATS[manifest["format"]].artifact))
+    interpreter = Interpreter(model_path=str(repository.artifact(folder, manifest)))
     (images,), (logits,) = interpreter.get_input_details(), interpreter.get_output_details()
     return {"input": images["name"], "output": logits["name"]}
 
@@ -271,7 +276,7 @@ def test_onnx_passes_checker_with_browser_ir_version(repos, dataset, trainer, fm
     import onnx
 
     variant = folder(repos[dataset][1], trainer, fmt)
-    model = onnx.load(str(variant / FORMATS[fmt].artifact))
+    model = onnx.load(str(repository.artifact(variant, repository.read_manifest(variant))))
     onnx.checker.check_model(model, full_check=True)
     assert model.ir_version <= MAX_IR_VERSION
     opsets = {o.domain: o.version for o in model.opset_import}

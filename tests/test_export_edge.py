@@ -44,7 +44,10 @@ def test_fixed_batch_tflite_equals_the_dynamic_file(digits_repo, fmt):
     variant = repo / variant_name("keras-fit", fmt)
     manifest = repository.verify(variant)  # the extra files are listed and signed
     batches = tf_formats.FIXED_BATCHES
-    assert manifest["fixed_batch"] == {str(b): repository.fixed_batch_file(fmt, b) for b in batches}
+    live = manifest["version"]
+    assert manifest["fixed_batch"] == {
+        str(b): f"{live}/{repository.fixed_batch_file(fmt, b)}" for b in batches
+    }
     images = checkpoint.find("keras-fit", ckpts).splits().test.images
     dynamic = harness.load(variant)
     for batch in batches:

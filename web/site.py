@@ -65,7 +65,7 @@ def entry(folder: Path, manifest: dict, dest: Path) -> dict:
     runtime = browser_runtime(fmt)
     if runtime == "litert" and "fixed_batch" not in manifest:
         raise SiteError(f"{folder} has no fixed-batch files for LiteRT.js: re-run `make export`")
-    files = manifest.get("fixed_batch") or {"file": FORMATS[fmt].artifact}
+    files = manifest.get("fixed_batch") or {"file": manifest["artifact"]}
     dest.mkdir(parents=True)
     urls = {}
     for key, rel in files.items():
