@@ -9,8 +9,8 @@ training image, and seeded mixes of two held-out images (BLEND), unlike any but 
 range. So real, blended and out-of-distribution inputs are all covered.
 
 golden.npz: `images_<t>`, `labels_<t>` (RANDOM -1, BLEND -2: unlabelled), `reference_<t>`
-(the eager logits), `name_<t>` (the reference's name) per trainer, and `images` when every
-trainer shares one batch.
+(the eager logits), `name_<t>` (the reference's name), `checkpoint_<t>` (the sha256 of the
+checkpoint they come from) per trainer, and `images` when every trainer shares one batch.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from contract import checkpoint
 from contract.files import atomic_path
+from export.repository import sha256_file
 from harness.backend import eager
 from harness.verdict import BLEND, RANDOM
 
@@ -80,6 +81,9 @@ def load_or_build(
             f"labels_{t}": goldens[t].labels,
             f"reference_{t}": refs[t][1],
             f"name_{t}": np.array(model.name),
+            # The run the reference comes from: a server judges only versions exported
+            # from this checkpoint against it (serve/models.py).
+            f"checkpoint_{t}": np.array(sha256_file(checkpoint.find(t, checkpoints).weights)),
         }
     first = goldens[trainers[0]].images
     if all(np.array_equal(g.images, first) for g in goldens.values()):
@@ -97,6 +101,12 @@ class Saved:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.arrays = dict(np.load(path)) if path is not None and path.is_file() else {}
+
+    def checkpoint(self, trainer: str) -> str | None:
+        """The sha256 of the checkpoint whose eager logits are the reference (None: a golden
+        file made before it was recorded)."""
+        made_from = self.arrays.get(f"checkpoint_{trainer}")
+        return None if made_from is None else str(made_from)
 
     def batch(self, trainer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(images, labels, reference logits) of `trainer`, or None when not saved."""

@@ -4,6 +4,7 @@ python -m serve                                   # artifacts/model_repository o
 python -m serve --repository /tmp/repo --port 8080 --max-batch 64 --max-delay-ms 2
 python -m serve --grpc-port 8001                  # KServe V2 gRPC beside HTTP
 TANDEM_CONTROL_TOKEN=... python -m serve --model-control explicit   # load/unload allowed
+python -m serve --model-control poll              # new versions rolled out as they are published
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ HELP = {
     "max_connections": "open connections at once; more are closed on arrival",
     "shutdown_grace_s": "seconds requests in flight get to finish after SIGTERM",
     "model_control": "'explicit' lets clients holding the control token load and unload "
-    "models (POST /v2/repository/models/<m>/load|unload); 'none' answers them 403",
+    "models (POST /v2/repository/models/<m>/load|unload); 'poll' rolls out each new "
+    "version (an export, a rollback) as it appears, every --poll-interval-s; 'none' "
+    "does neither (load and unload answer 403 but in 'explicit')",
+    "poll_interval_s": "with --model-control poll: seconds between looks at the repository",
     "control_token": "bearer token for --model-control explicit; prefer the environment "
     "variable, since a command line shows in the process list",
 }
@@ -74,6 +78,8 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
             help=f"{HELP[f.name]} (default: {SHOWN.get(f.name, default)})",
         )
     args = vars(parser.parse_args(argv))
+    if args["poll_interval_s"] <= 0:
+        parser.error(f"--poll-interval-s must be above 0, got {args['poll_interval_s']}")
     if args["model_control"] == "explicit" and args["control_token"] is None:
         args["control_token"] = os.environ.get(model_control.TOKEN_ENV) or None
     try:

@@ -8,6 +8,7 @@ front of them all.
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,8 @@ from serve.dataplane import App
 from serve.model_control import ModelControl
 from serve.registry import Registry
 
+log = logging.getLogger("serve")
+
 
 def create_app(config: ServeConfig) -> App:
     """The ASGI app: serve/dataplane.py's App (V2 infer, limits) in front of the FastAPI
@@ -27,15 +30,23 @@ def create_app(config: ServeConfig) -> App:
     admission = Admission(config.max_inflight)
     control = ModelControl(config.model_control, config.control_token, config.host, config.port)
 
+    stopping = threading.Event()
+
     def load() -> None:
         admission.json_workers()  # before ready: starting processes later would stall a request
         registry.load_all()
+        while config.model_control == "poll" and not stopping.wait(config.poll_interval_s):
+            try:
+                registry.poll()
+            except Exception:  # a bad folder must not end the rollouts of the others
+                log.exception("polling the model repository failed")
 
     @asynccontextmanager
     async def lifespan(app):
         threading.Thread(target=load, name="load-variants", daemon=True).start()
         async with grpc_api.running(registry, admission):  # stopped before the batchers close
             yield
+        stopping.set()
         admission.close()
         registry.close()
 

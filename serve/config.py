@@ -32,8 +32,10 @@ class ServeConfig:
     keepalive_timeout_s: float = 5.0
     max_connections: int = 512
     shutdown_grace_s: float = 10.0
-    # "explicit": load/unload with the token (serve/model_control.py)
+    # "explicit": load/unload with the token (serve/model_control.py); "poll": roll out
+    # each new version as it appears (serve/registry.py)
     model_control: str = "none"
+    poll_interval_s: float = 5.0
     control_token: str | None = field(default=None, repr=False)  # a secret: never printed
 
     @property

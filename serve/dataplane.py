@@ -182,5 +182,6 @@ class App:
             request,
             logits,
             servable.signature.labels,
+            servable.version,
             json=json_out,
         )

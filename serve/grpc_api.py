@@ -122,11 +122,16 @@ def parse(request: pb.ModelInferRequest, sig: v2.Signature) -> tuple[np.ndarray,
 
 
 def infer_response(
-    model: str, request_id: str, outputs: list[v2.Output], logits: np.ndarray, labels: tuple
+    model: str,
+    request_id: str,
+    outputs: list[v2.Output],
+    logits: np.ndarray,
+    labels: tuple,
+    version: str = v2.VERSION,
 ) -> pb.ModelInferResponse:
     """Every output as raw_output_contents: FP32 little-endian, or BYTES with each element
     length-prefixed (the classification extension's "probability:index:label")."""
-    answer = pb.ModelInferResponse(model_name=model, model_version=v2.VERSION, id=request_id)
+    answer = pb.ModelInferResponse(model_name=model, model_version=version, id=request_id)
     for out in outputs:
         if out.classification:
             shape = [len(logits), out.classification]
@@ -186,7 +191,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         # The rows of HTTP's POST /v2/repository/index.
         Row = pb.RepositoryIndexResponse.ModelIndex
         rows = [
-            Row(name=s.name, version=v2.VERSION, state=s.state, reason=s.reason)
+            Row(name=s.name, version=s.version, state=s.state, reason=s.reason)
             for s in self.registry.models.values()
             if not request.ready or s.ready
         ]
@@ -200,7 +205,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             chosen = list(self.registry.models.values())
         return pb.ModelStatisticsResponse(
             model_stats=[
-                json_format.ParseDict(s.stats.triton(s.name, v2.VERSION), pb.ModelStatistics())
+                json_format.ParseDict(s.stats.triton(s.name, s.version), pb.ModelStatistics())
                 for s in chosen
             ]
         )
@@ -220,7 +225,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 )
                 logits = await servable.batcher.infer(servable.model.check_input(images))
                 return infer_response(
-                    servable.name, request.id, outputs, logits, servable.signature.labels
+                    servable.name,
+                    request.id,
+                    outputs,
+                    logits,
+                    servable.signature.labels,
+                    servable.version,
                 )
             finally:
                 self.admission.release(held)

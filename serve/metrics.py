@@ -54,6 +54,7 @@ class ModelStats:
         self.queue_seconds = 0.0
         self.compute_seconds = 0.0
         self.last_inference_ms = 0
+        self.rollouts: Counter[str] = Counter()  # new versions: "promoted" | "refused"
 
     def request(self, protocol: str, seconds: float, status: int) -> None:
         self.requests[protocol] += 1
@@ -132,8 +133,10 @@ class Collector:
         self,
         stats: Callable[[], dict[str, ModelStats]],
         ready: Callable[[], dict[str, bool]],
+        live: Callable[[], dict[str, str]] = dict,
     ) -> None:
-        self.stats, self.ready = stats, ready  # callables: models come and go (load, unload)
+        # Callables: models come and go (load, unload), versions change (promotion).
+        self.stats, self.ready, self.live = stats, ready, live
 
     def collect(self) -> Iterator:
         requests = CounterMetricFamily(
@@ -168,6 +171,20 @@ class Collector:
         for model, ok in self.ready().items():
             ready.add_metric([model], float(ok))
         yield ready
+        live = GaugeMetricFamily(
+            "tandem_model_version", "The version a model serves", labels=["model"]
+        )
+        for model, version in self.live().items():
+            live.add_metric([model], float(version))
+        rollouts = CounterMetricFamily(
+            "tandem_model_rollouts",
+            "New versions checked while serving, by outcome (promoted, refused)",
+            labels=["model", "outcome"],
+        )
+        for model, s in self.stats().items():
+            for outcome, n in s.rollouts.items():
+                rollouts.add_metric([model, outcome], n)
+        yield from (live, rollouts)
 
 
 def registry(collector: Collector) -> CollectorRegistry:

@@ -1,7 +1,8 @@
 """Model control: who may load and unload variants (POST /v2/repository/models/<m>/load|unload).
 
 Off unless the server starts with `--model-control explicit` (Triton's
---model-control-mode), and then a request needs all of:
+--model-control-mode; in `poll` mode the repository is the control, as in Triton's, and
+these routes stay off), and then a request needs all of:
 
 - `Authorization: Bearer <token>`, compared in constant time; the token comes from
   --control-token or $TANDEM_CONTROL_TOKEN and is never logged or echoed.
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from serve import v2
 
-MODES = ("none", "explicit")
+MODES = ("none", "explicit", "poll")
 TOKEN_ENV = "TANDEM_CONTROL_TOKEN"
 MIN_TOKEN = 16  # characters; a guessable token is no lock
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -46,7 +47,7 @@ def check(mode: str, token: str | None) -> None:
     The message never contains the token."""
     if mode not in MODES:
         raise ValueError(f"--model-control must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "none":
+    if mode != "explicit":
         if token is not None:
             raise ValueError(
                 "--control-token has no effect without --model-control explicit: "

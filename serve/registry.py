@@ -1,6 +1,14 @@
 """The model registry: every variant of one repository, its state (loading, ready,
 unavailable and why), and its loading, reloading and unloading. The routes of every
 protocol look models up here.
+
+A reload is a rollout: the variant's live version (a new export, or a rollback) is loaded
+beside the one serving and checked as at start-up (models.check), then compared with the
+serving version on the labelled golden images (models.compare). It takes traffic only if
+both pass: one assignment moves every new request to it, and the old version's batcher
+serves what it already holds before its worker ends. Otherwise the serving version keeps
+serving, and its metadata, the log and /metrics say which version was refused and why.
+With `--model-control poll` a thread reloads every variant whose manifest changed.
 """
 
 from __future__ import annotations
@@ -9,7 +17,9 @@ import gc
 import logging
 import threading
 
+from export import repository
 from harness.golden import Saved
+from harness.verdict import FAIL
 from serve import catalog, models, v2
 from serve.config import ServeConfig
 from serve.metrics import NO_MODEL, Collector, ModelStats, registry
@@ -29,10 +39,13 @@ class Registry:
                 log.warning("refused %s: %s", v2.quoted(name), why)
         self.unknown = ModelStats()  # requests naming no model this registry holds
         self.loaded = threading.Event()
+        self.reloading = threading.Lock()  # one rollout at a time: poll and load requests
+        self.polled: dict[str, object] = {}  # per variant, the manifest last acted on
         self.metrics = registry(
             Collector(
                 lambda: {n: s.stats for n, s in self.models.items()} | {NO_MODEL: self.unknown},
                 lambda: {n: s.ready for n, s in self.models.items()},
+                lambda: {n: s.version for n, s in self.models.items() if s.ready},
             )
         )
 
@@ -59,7 +72,12 @@ class Registry:
 
     def reload(self, name: str) -> models.Servable:
         """Load (again) one variant from the repository; it replaces the served one only
-        if it passes its check. Blocking: call it from a thread."""
+        if it passes its check and is not decisively less accurate (module docstring).
+        Blocking: call it from a thread."""
+        with self.reloading:
+            return self._rollout(name)
+
+    def _rollout(self, name: str) -> models.Servable:
         why = catalog.refusal(self.root, name)
         if why is None:
             raise v2.ProtocolError(f"no variant {v2.quoted(name)} in the model repository")
@@ -67,13 +85,54 @@ class Registry:
         fresh = models.Servable(name, self.root / name, stats=old.stats if old else ModelStats())
         if why:
             fresh.state, fresh.reason = models.UNAVAILABLE, why
+        else:
+            self._load(fresh, Saved(self.config.golden))
+        if fresh.ready and old is not None and old.ready and old.version != fresh.version:
+            verdict, reason = models.compare(fresh, old)
+            if verdict == FAIL:
+                fresh.batcher.close()
+                fresh.state, fresh.reason = models.UNAVAILABLE, reason
+        if not fresh.ready:
+            if old is not None and old.ready:
+                what = f"version {fresh.version}" if fresh.manifest else "the new export"
+                old.refused = {"version": fresh.version, "reason": fresh.reason}
+                old.stats.rollouts["refused"] += 1
+                log.warning(
+                    "%s: %s refused, version %s keeps serving: %s",
+                    name,
+                    what,
+                    old.version,
+                    fresh.reason,
+                )
             return fresh
-        self._load(fresh, Saved(self.config.golden))
-        if fresh.ready:
-            self.models[name] = fresh
-            if old is not None and old.batcher is not None:
-                old.batcher.close()
+        self.models[name] = fresh  # every request from here on gets the new version
+        if old is not None and old.ready and old.version != fresh.version:
+            fresh.stats.rollouts["promoted"] += 1
+            log.info("%s: version %s live (was %s)", name, fresh.version, old.version)
+        if old is not None and old.batcher is not None:
+            old.batcher.close()  # serves what it holds, then its worker ends
         return fresh
+
+    def poll(self) -> list[str]:
+        """Reload each variant whose manifest changed since it was loaded (or last tried):
+        a new export, a rollback, a new folder. Returns the names reloaded."""
+        changed = []
+        for name in catalog.scan(self.root):
+            try:  # an unreadable manifest changes nothing: what serves keeps serving
+                on_disk = repository.read_manifest(self.root / name)
+            except repository.IntegrityError:
+                continue
+            servable = self.models.get(name)
+            seen = self.polled.get(name, servable.manifest if servable else None)
+            if on_disk == seen:
+                continue
+            self.polled[name] = on_disk
+            try:
+                self.reload(name)
+            except v2.ProtocolError:  # the folder went between the scan and the reload
+                continue
+            changed.append(name)
+        return changed
 
     def unload(self, name: str) -> None:
         old = self.get(name)
@@ -82,6 +141,7 @@ class Registry:
             old.path,
             stats=old.stats,
             manifest=old.manifest,
+            version=old.version,
             state=models.UNAVAILABLE,
             reason="unloaded through /v2/repository/models/<m>/unload",
         )
@@ -102,9 +162,12 @@ class Registry:
             raise v2.ProtocolError(
                 f"unknown model {v2.quoted(name)}; see /v2/repository/index", 404
             )
-        if version not in (None, v2.VERSION):
+        if version is not None and version != servable.version:
+            held = ", ".join(servable.metadata()["repository_versions"])
             raise v2.ProtocolError(
-                f"model {name} has no version {v2.quoted(version)}; it has {v2.VERSION!r}", 404
+                f"model {name} serves version {servable.version}, not {v2.quoted(version)} "
+                f"(the repository holds {held}; `make rollback` makes another live)",
+                404,
             )
         return servable
 

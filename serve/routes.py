@@ -126,7 +126,7 @@ def v2_routes(app: FastAPI, registry: Registry, model_control: ModelControl) -> 
     @app.get("/v2/models/stats")  # before /v2/models/{name}, which would take "stats"
     async def all_stats():
         return {
-            "model_stats": [s.stats.triton(s.name, v2.VERSION) for s in registry.models.values()]
+            "model_stats": [s.stats.triton(s.name, s.version) for s in registry.models.values()]
         }
 
     @app.get("/v2/models/{name}")
@@ -170,7 +170,8 @@ def v2_routes(app: FastAPI, registry: Registry, model_control: ModelControl) -> 
     @app.get("/v2/models/{name}/stats")
     @app.get("/v2/models/{name}/versions/{version}/stats")
     async def model_stats(name: str, version: str | None = None):
-        return {"model_stats": [registry.get(name, version).stats.triton(name, v2.VERSION)]}
+        servable = registry.get(name, version)
+        return {"model_stats": [servable.stats.triton(name, servable.version)]}
 
     @app.post("/v2/repository/index")
     async def index(request: Request):
@@ -179,7 +180,7 @@ def v2_routes(app: FastAPI, registry: Registry, model_control: ModelControl) -> 
         if not isinstance(query, dict) or not isinstance(query.get("ready", False), bool):
             raise v2.ProtocolError('request body must be {} or {"ready": true|false}')
         rows = [
-            {"name": s.name, "version": v2.VERSION, "state": s.state, "reason": s.reason}
+            {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason}
             for s in registry.models.values()
             if not query.get("ready") or s.ready
         ]
@@ -211,7 +212,7 @@ def tf_routes(app: FastAPI, registry: Registry, admission: Admission) -> None:
     @app.get("/v1/models/{name}/versions/{version}")
     async def status(name: str, version: str | None = None):
         servable = registry.get(name, version)
-        return tfserving.status(servable.ready, servable.reason)
+        return tfserving.status(servable.ready, servable.reason, servable.version)
 
     @app.get("/v1/models/{name}/metadata")
     @app.get("/v1/models/{name}/versions/{version}/metadata")

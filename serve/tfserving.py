@@ -16,6 +16,7 @@ import json
 
 import numpy as np
 
+from export.versions import live
 from serve import v2
 
 SIGNATURE = "serving_default"
@@ -59,13 +60,13 @@ def encode(key: str, logits: np.ndarray) -> bytes:
     return json.dumps({key: logits.tolist()}).encode()
 
 
-def status(ready: bool, reason: str) -> dict:
+def status(ready: bool, reason: str, version: str = v2.VERSION) -> dict:
     """GET /v1/models/<m>: TF Serving's model version status."""
     state, code = ("AVAILABLE", "OK") if ready else ("UNAVAILABLE", "UNAVAILABLE")
     return {
         "model_version_status": [
             {
-                "version": v2.VERSION,
+                "version": version,
                 "state": state,
                 "status": {"error_code": code, "error_message": reason},
             }
@@ -86,6 +87,6 @@ def metadata(name: str, manifest: dict) -> dict:
         "method_name": "tensorflow/serving/predict",
     }
     return {
-        "model_spec": {"name": name, "signature_name": "", "version": v2.VERSION},
+        "model_spec": {"name": name, "signature_name": "", "version": live(manifest)},
         "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}},
     }

@@ -25,7 +25,7 @@ import numpy as np
 from contract.names import PIXEL_MAX
 from harness import top_k
 
-VERSION = "1"  # every variant folder holds one version, `1/` (Triton layout)
+VERSION = "1"  # the version of a variant exported before versions (export/versions.py)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
 _QUOTED = 80  # characters of a bad value quoted back in an error
@@ -253,7 +253,11 @@ def bytes_tensor(items: list[bytes]) -> bytes:
 
 
 def encode_response(
-    model: str, request: Request, logits: np.ndarray, labels: tuple[str, ...]
+    model: str,
+    request: Request,
+    logits: np.ndarray,
+    labels: tuple[str, ...],
+    version: str = VERSION,
 ) -> tuple[bytes, int | None]:
     """Response body and, when any output is binary, the JSON header's length."""
     outputs, blobs = [], []
@@ -274,7 +278,7 @@ def encode_response(
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         outputs.append(tensor)
-    header = {"model_name": model, "model_version": VERSION, "outputs": outputs}
+    header = {"model_name": model, "model_version": version, "outputs": outputs}
     if request.id is not None:
         header["id"] = request.id
     text = json.dumps(header, separators=(",", ":")).encode()

@@ -170,7 +170,7 @@ CASES = [
     ("classification-too-big", request(outputs=CLASSIFY_11), Code.INVALID_ARGUMENT, "classification"),
     ("classification-string", request(outputs=CLASSIFY_TEXT), Code.INVALID_ARGUMENT, "classification"),
     ("unknown-model", request(model="nope"), Code.NOT_FOUND, "unknown model"),
-    ("unknown-version", request(model_version="2"), Code.NOT_FOUND, "no version"),
+    ("unknown-version", request(model_version="2"), Code.NOT_FOUND, "serves version 1, not '2'"),
     ("over-limit", request(np.ones((LIMIT_MB * 2**20 // 256 + 1, 8, 8, 1), np.float32)), Code.RESOURCE_EXHAUSTED, "larger than max"),
     ("over-inflight", request(np.ones((int(INFLIGHT_MB * 2**20) // 256 + 1, 8, 8, 1), np.float32)), Code.UNAVAILABLE, "bytes of requests in flight"),
 ]  # fmt: skip

@@ -1,5 +1,6 @@
 """The model repository in the real Triton server: every folder loads, or fails only for a
-backend that server lacks, never for its configuration.
+backend that server lacks, never for its configuration, versioned folders included (two
+versions under `latest`, two with one pinned by a rollback).
 
 The server is Triton 2.51's own `tritonserver` binary as nvidia-pytriton 0.7 bundles it (CPU
 only; its one backend is Python's). PyTriton needs numpy < 2, so it lives in a venv of its
@@ -24,7 +25,10 @@ import pytest
 from serve_live import free_port
 
 from benchmarks import peers
-from export import repository
+from contract import checkpoint
+from export import repository, versions
+from export.matrix import export_variant
+from export.source import Source
 
 pytestmark = pytest.mark.slow  # installs PyTriton, exports a repository
 
@@ -37,6 +41,7 @@ POLL_FAILED = re.compile(r"Poll failed for model directory '([^']+)': (.*?)\"?$"
 # refusal, for a pt2 folder only, counts as a server too old, not as a config error.
 TOO_OLD = "unexpected 'platform' and 'backend' pair, got:torch_aoti, pytorch"
 CONTROL = "control.tflite"
+VERSIONED = ("torch.onnx", "torch.tflite")  # folders holding versions 1 and 2
 
 
 def tritonserver() -> Path:
@@ -82,14 +87,27 @@ def wait_live(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0
     raise TimeoutError(f"tritonserver not live:\n{log.read_text()[-3000:]}")
 
 
+def several_versions(checkpoints: Path, models: Path) -> None:
+    """VERSIONED's variants get a second version, as a second `make export` publishes it;
+    the TFLite one is then rolled back: version_policy `specific` on version 1."""
+    source = Source(checkpoint.find("torch", checkpoints), models / ".tmp-source")
+    try:
+        for name in VERSIONED:
+            export_variant(source, name.partition(".")[2], models)
+    finally:
+        source.close()
+    versions.rollback(models, "torch.tflite", "1")
+
+
 @pytest.fixture(scope="module")
 def verdicts(digits_repo, tmp_path_factory) -> dict[str, str]:
     """Triton's verdict on every folder of the digits repository plus the control."""
     binary = tritonserver()
-    _, source = digits_repo
+    checkpoints, source = digits_repo
     tmp_path = tmp_path_factory.mktemp("triton")
     models = tmp_path / "models"
     shutil.copytree(source, models, ignore=shutil.ignore_patterns(".*"))
+    several_versions(checkpoints, models)
     shutil.copytree(source / "torch.tflite", models / CONTROL)
     (models / CONTROL / repository.CONFIG_FILE).unlink()
     http, grpc, metrics = free_port(), free_port(), free_port()
@@ -130,6 +148,11 @@ def test_every_variant_loads_or_lacks_only_a_backend(verdicts, digits_repo, caps
     assert set(variants) == set(repository.variants(digits_repo[1]))
     bad = {name: v for name, v in variants.items() if v.startswith("config error")}
     assert not bad, bad
+
+
+def test_folders_of_several_versions_and_a_pinned_one_are_no_config_error(verdicts):
+    for name in VERSIONED:
+        assert not verdicts[name].startswith("config error"), verdicts[name]
 
 
 def test_a_folder_without_config_is_a_config_error(verdicts):
