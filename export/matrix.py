@@ -130,7 +130,9 @@ def export_variant(source: Source, fmt: str, out: Path, keep: int = versions.KEE
         artifact = staged / str(number) / FORMATS[fmt].artifact
         artifact.parent.mkdir(parents=True, exist_ok=True)
         extra = EXPORTERS[fmt](source, artifact)
-        repository.write_metadata(staged, name, fmt, source.spec, source.ckpt.labels, artifact)
+        warmup = source.calibration_images[0].astype("<f4").tobytes()  # a training image
+        spec, labels = source.spec, source.ckpt.labels
+        repository.write_metadata(staged, name, fmt, spec, labels, artifact, warmup)
         record = manifest(source, fmt, name, extra, number)
         files = repository.file_hashes(staged)
         assembled = versions.assemble(record, str(number), kept, files)

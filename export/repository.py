@@ -3,7 +3,7 @@
 The only module that knows the layout: exporters write through it, and the harness, the
 parity gate and the server read through it. What a config.pbtxt says: `triton_config.py`.
 
-<root>/<variant>/config.pbtxt        (formats Triton serves)
+<root>/<variant>/config.pbtxt        (formats Triton serves; warmup/image: its warmup sample)
 <root>/<variant>/labels.txt
 <root>/<variant>/manifest.json       (sha256 of every other file)
 <root>/<variant>/<N>/model.<ext>     (version N; versions.py: which are kept, which is live)
@@ -28,10 +28,11 @@ import shutil
 from pathlib import Path
 
 from contract.formats import FORMATS
-from contract.names import LABELS_FILE
+from contract.names import INPUT_NAME, LABELS_FILE, OUTPUT_NAME
 from contract.paths import EDGE
 from contract.spec import CNNSpec
-from export.triton_config import MAX_BATCH_SIZE, config_pbtxt, tflite_tensor_names
+from export import triton_config
+from export.triton_config import MAX_BATCH_SIZE
 
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.pbtxt"
@@ -111,16 +112,29 @@ def file_hashes(variant_dir: Path) -> dict[str, str]:
 
 
 def write_metadata(
-    staged: Path, name: str, fmt: str, spec: CNNSpec, labels: list[str], model: Path
+    staged: Path,
+    name: str,
+    fmt: str,
+    spec: CNNSpec,
+    labels: list[str],
+    model: Path,
+    warmup: bytes = b"",
 ) -> None:
-    """labels.txt and Triton's config.pbtxt, in `staged`, whose model file is `model`."""
+    """labels.txt and Triton's config.pbtxt, in `staged`, whose model file is `model`; with
+    `warmup` (one image, float32 bytes) the config's model_warmup and its warmup/ file."""
     (staged / LABELS_FILE).write_text("\n".join(labels) + "\n")
     record = FORMATS[fmt]
-    if record.triton_platform:
-        (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec))
-    elif record.triton_backend:  # TFLite's backend names tensors as the file does
-        tensors = tflite_tensor_names(model)
-        (staged / CONFIG_FILE).write_text(config_pbtxt(name, fmt, spec, tensors))
+    if record.edge:
+        return
+    tensors = (INPUT_NAME, OUTPUT_NAME)
+    if not record.triton_platform:  # TFLite's backend names tensors as the file does
+        tensors = triton_config.tflite_tensor_names(model)
+    (staged / CONFIG_FILE).write_text(
+        triton_config.config_pbtxt(name, fmt, spec, tensors, bool(warmup))
+    )
+    if warmup:
+        (staged / triton_config.WARMUP_DIR).mkdir()
+        (staged / triton_config.WARMUP_DIR / triton_config.WARMUP_FILE).write_bytes(warmup)
 
 
 def write_manifest(staged: Path, manifest: dict) -> dict:

@@ -17,15 +17,24 @@ from contract.spec import CNNSpec
 # The most images one request (and one dynamic batch) may carry: config.pbtxt's
 # max_batch_size, recorded in each manifest; the server batches up to it by default.
 MAX_BATCH_SIZE = 64
+# Triton's model_warmup reads its sample from <variant>/warmup/<file>: one real image
+# (float32, row-major, the input's dims), run at batch 1 and at max_batch_size before the
+# version takes traffic.
+WARMUP_DIR, WARMUP_FILE = "warmup", "image"
 
 
 def config_pbtxt(
-    name: str, fmt: str, spec: CNNSpec, tensors: tuple[str, str] = (INPUT_NAME, OUTPUT_NAME)
+    name: str,
+    fmt: str,
+    spec: CNNSpec,
+    tensors: tuple[str, str] = (INPUT_NAME, OUTPUT_NAME),
+    warmup: bool = True,
 ) -> str:
     """Triton's model config, built as Triton's own ModelConfig message (tritonclient ships
     its protobuf) and written by protobuf's text_format: a field name or value Triton does
     not know fails here, not in Triton. With max_batch_size > 0 the dims exclude the batch.
-    `tensors`: the (input, output) names the runtime knows them by."""
+    `tensors`: the (input, output) names the runtime knows them by. `warmup`: Triton runs
+    the image in warmup/ (WARMUP_FILE) through each version before it serves."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
@@ -56,6 +65,14 @@ def config_pbtxt(
         dims=[*batch, spec.num_classes],
         label_filename=LABELS_FILE,
     )
+    # Without batching (pt2), one request of one image; else one image and a full batch.
+    for size in [1] if batch else [1, MAX_BATCH_SIZE]:
+        if not warmup:
+            break
+        sample = config.model_warmup.add(name=f"warmup image x{size}", batch_size=size)
+        image = sample.inputs[tensors[0]]
+        image.data_type, image.input_data_file = fp32, WARMUP_FILE
+        image.dims.extend([*([1] if batch else []), side, side, channels])
     return text_format.MessageToString(config)
 
 

@@ -134,7 +134,8 @@ def rollback(root: Path, name: str, to: str | None = None) -> tuple[str, str]:
     try:
         link_versions(folder, staged, list(every))
         for rel in manifest["files"]:
-            if "/" not in rel:  # labels.txt, config.pbtxt
+            if not rel.split("/")[0].isdigit():  # labels.txt, config.pbtxt, warmup/
+                (staged / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(folder / rel, staged / rel)
         config = staged / repository.CONFIG_FILE
         if config.is_file():

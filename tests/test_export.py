@@ -266,6 +266,15 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
         (tensor,) = tensors
         assert (tensor.name, list(tensor.dims)) == expected[side]
         assert tensor.data_type == fp32
+    # Warmup: one real image from warmup/, at batch 1 and (when Triton batches) a full batch.
+    sizes = [1] if fmt == "pt2" else [1, repository.MAX_BATCH_SIZE]
+    assert [w.batch_size for w in config.model_warmup] == sizes
+    image = (variant / triton_config.WARMUP_DIR / triton_config.WARMUP_FILE).read_bytes()
+    (shape,) = {tuple(w.inputs[config.input[0].name].dims) for w in config.model_warmup}
+    assert shape[-3:] == tuple(manifest["input"]["shape"][1:])
+    assert len(image) == 4 * int(np.prod(shape))
+    pixels = np.frombuffer(image, "<f4")
+    assert pixels.min() >= 0 and pixels.max() <= 255 and pixels.std() > 0  # an image, not zeros
 
 
 ONNX = [v for v in VARIANTS if v[2] in ONNX_FORMATS]

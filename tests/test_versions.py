@@ -76,8 +76,11 @@ def test_rollback_pins_the_previous_version_and_the_next_export_moves_on(publish
     repo = tmp_path / "model_repository"
     shutil.copytree(source, repo)
     folder = repo / NAME
+    before = repository.verify(folder)["files"]
     assert rollback_main([NAME, "--repository", str(repo)]) == 0
     manifest = repository.verify(folder)
+    assert set(manifest["files"]) == set(before)  # config.pbtxt, labels, warmup/, versions
+    assert "warmup/image" in before
     assert (manifest["version"], manifest["artifact"]) == ("3", "3/model.onnx")
     assert list(policy(folder).specific.versions) == [3]
     assert harness.load(folder).manifest["version"] == "3"
