@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-# Plain Kubernetes (kubectl apply -k deploy/) and the two KServe InferenceServices.
+# Plain Kubernetes (kubectl apply -k deploy/) and the KServe InferenceServices.
 KUBERNETES = HERE / "tandem.yaml"
 KSERVE_TANDEM = HERE / "kserve-tandem.yaml"
 KSERVE_TRITON = HERE / "kserve-triton.yaml"
+# kserve-tandem.yaml in Serverless mode, rolling a new release out as a canary.
+KSERVE_CANARY = HERE / "kserve-canary.yaml"
 KUSTOMIZATION = HERE / "kustomization.yaml"
-MANIFESTS = (KUBERNETES, KSERVE_TANDEM, KSERVE_TRITON)
+MANIFESTS = (KUBERNETES, KSERVE_TANDEM, KSERVE_TRITON, KSERVE_CANARY)
 
 # The formats kserve-triton.yaml loads: those whose Triton backend every Triton image ships
 # (onnxruntime: the four ONNX formats; pytorch: torchscript). Left out: savedmodel (the tensorflow

@@ -23,7 +23,15 @@ from pathlib import Path
 
 from contract.files import write_json_atomic, write_text_atomic
 from contract.paths import REPORTS
-from deploy import HEADROOM, HERE, KSERVE_TANDEM, KSERVE_TRITON, KUBERNETES, LOADS
+from deploy import (
+    HEADROOM,
+    HERE,
+    KSERVE_CANARY,
+    KSERVE_TANDEM,
+    KSERVE_TRITON,
+    KUBERNETES,
+    LOADS,
+)
 
 BENCH = REPORTS / "bench.json"
 SNAPSHOT = HERE / "bench-snapshot.json"
@@ -37,6 +45,7 @@ SERVERS = ("tandem-v2-binary", "tandem-v2-json", "tandem-tfserving-rest", "trito
 SIZED_BY = {
     KUBERNETES: "tandem-v2-binary",
     KSERVE_TANDEM: "tandem-v2-binary",
+    KSERVE_CANARY: "tandem-v2-binary",
     KSERVE_TRITON: "triton",
 }
 

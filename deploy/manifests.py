@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -39,13 +40,18 @@ def load(path: Path) -> list[dict]:
 
 
 def model_class(name: str) -> type:
-    """An OpenAPI model by class name, in the kserve SDK or the kubernetes client."""
+    """An OpenAPI model by class name, in the kserve SDK or the kubernetes client. The SDK
+    names some Kubernetes types by their full API path (K8sIoApiAppsV1DeploymentStrategy):
+    the client's class is V1DeploymentStrategy."""
     import kserve.models
     import kubernetes.client.models
 
+    full = re.fullmatch(r"K8sIoApi[A-Z][a-z]*(V\d+(?:alpha\d+|beta\d+)?)(\w+)", name)
+    names = [name, "".join(full.groups())] if full else [name]
     for package in (kserve.models, kubernetes.client.models):
-        if hasattr(package, name):
-            return getattr(package, name)
+        for candidate in names:
+            if hasattr(package, candidate):
+                return getattr(package, candidate)
     raise TypeError(f"no model class {name}")
 
 
