@@ -51,7 +51,12 @@ def oracle_diff(path: Path, model: harness.Backend, images: np.ndarray) -> float
     return float(np.abs(model.predict(images[:ORACLE_IMAGES]) - expected).max())
 
 
-def check_variant(path: Path, goldens: dict, references: dict) -> Row:
+def check_variant(
+    path: Path, goldens: dict, references: dict, made_from: dict | None = None
+) -> Row:
+    """One variant's row. `made_from`: {trainer: sha256 of the checkpoint the reference
+    logits come from}; a live version exported from another one (a rollback to a model
+    trained before) has no eager model on disk to compare with: inconclusive, saying so."""
     manifest = repository.read_manifest(path)
     trainer, fmt = manifest["trainer"], manifest["format"]
     profile = FORMATS[fmt].precision
@@ -64,6 +69,17 @@ def check_variant(path: Path, goldens: dict, references: dict) -> Row:
         reference=references[trainer][0],
         size_bytes=repository.folder_size(path),
     )
+    reference = (made_from or {}).get(trainer)
+    exported = manifest.get("source_checkpoint", {}).get("sha256")
+    if reference and exported and reference != exported:
+        version = manifest.get("version", "1")
+        return Row(
+            **base,
+            verdict=INCONCLUSIVE,
+            reason=f"version {version} was exported from checkpoint {exported[:12]}, the "
+            f"reference is checkpoint {reference[:12]}'s: its eager model is not on disk "
+            "(a rollback to an earlier training run); export the current one to prove it",
+        )
     try:
         model = harness.load(path)
         result = judge(references[trainer][1], model.predict(images), labels, profile)
@@ -144,7 +160,9 @@ def run(
     present = {repository.read_manifest(p)["trainer"] for p in found.values()}
     trainers = [t for t in TRAINERS if t in present]
     goldens, references = golden.load_or_build(trainers, checkpoints, reports / GOLDEN_FILE, replay)
-    rows = [check_variant(p, goldens, references) for p in found.values()]
+    saved = golden.Saved(reports / GOLDEN_FILE)
+    made_from = {t: saved.checkpoint(t) for t in trainers}
+    rows = [check_variant(p, goldens, references, made_from) for p in found.values()]
     if site is not None:
         rows += browser_parity.rows(site, found, goldens, references)
     rows.sort(key=lambda r: (trainers.index(r.trainer), FORMAT_NAMES.index(r.format), r.name))

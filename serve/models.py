@@ -122,9 +122,9 @@ def check(model: harness.Backend, manifest: dict, golden: Saved) -> tuple[dict, 
         seeded = {
             "verdict": INCONCLUSIVE,
             "reason": f"version {versions.live(manifest)} comes from another training run "
-            f"than {golden.path.name}'s reference logits (checkpoint {exported_from[:12]}, "
-            f"golden batch {made_from[:12]}): contract and batching checked; `make parity` "
-            "proves it",
+            f"than {golden.path.name}'s reference logits (checkpoint "
+            f"{(exported_from or 'unrecorded')[:12]}, golden batch {made_from[:12]}): "
+            "contract and batching checked; `make parity` proves it",
         }
     return seeded, answers
 

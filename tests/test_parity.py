@@ -14,7 +14,7 @@ import harness
 from contract.formats import FORMAT_NAMES
 from contract.names import TRAINERS
 from export.repository import MANIFEST_FILE
-from harness import parity
+from harness import golden, parity
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES
 
 
@@ -62,6 +62,21 @@ def test_replay_matches(digits_repo, digits_result, tmp_path):
     first = {v["name"]: v["max_abs_diff"] for v in digits_result[0]["variants"]}
     for v in replayed["variants"]:
         assert v["max_abs_diff"] == pytest.approx(first[v["name"]], abs=1e-7), v["name"]
+
+
+def test_a_version_from_another_checkpoint_is_unproven_not_failed(digits_repo, digits_result):
+    # After a rollback to a model trained before, the live version's eager model is gone.
+    checkpoints, repo = digits_repo
+    _, reports = digits_result
+    goldens, references = golden.load_or_build(
+        ["torch"], checkpoints, reports / "golden.npz", replay=True
+    )
+    row = parity.check_variant(repo / "torch.onnx", goldens, references, {"torch": "0" * 64})
+    assert row.verdict == INCONCLUSIVE
+    assert "exported from checkpoint" in row.reason and "000000000000" in row.reason
+    same = golden.Saved(reports / "golden.npz").checkpoint("torch")
+    row = parity.check_variant(repo / "torch.onnx", goldens, references, {"torch": same})
+    assert row.verdict == PASS
 
 
 def resign(variant) -> None:
