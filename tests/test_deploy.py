@@ -180,33 +180,6 @@ def test_every_manifest_reads_the_same_repository():
     assert model["storageUri"] == uri
 
 
-def test_the_canary_is_the_same_predictor_in_serverless_mode():
-    plain = doc(KSERVE_TANDEM.name, "InferenceService")
-    canary = doc(KSERVE_CANARY.name, "InferenceService")
-    assert canary["metadata"]["name"] == plain["metadata"]["name"]  # one service, two modes
-    assert plain["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
-    notes = canary["metadata"]["annotations"]
-    assert notes["serving.kserve.io/deploymentMode"] == "Serverless"  # KServe's canary mode
-    assert notes["autoscaling.knative.dev/class"] == "hpa.autoscaling.knative.dev"  # scale on CPU
-    predictor = dict(canary["spec"]["predictor"])
-    assert 0 < predictor.pop("canaryTrafficPercent") < 100
-    (new,), (old,) = predictor.pop("containers"), plain["spec"]["predictor"]["containers"]
-    same = {k: v for k, v in plain["spec"]["predictor"].items() if k != "containers"}
-    assert predictor == {k: v for k, v in same.items() if k != "deploymentStrategy"}
-    uris = env(new).pop("STORAGE_URI"), env(old)["STORAGE_URI"]
-    assert uris[0].startswith(uris[1] + "/") and uris[0] != uris[1]  # a release of its own
-    unlike = [k for k in {*new, *old} if new.get(k) != old.get(k)]
-    assert unlike == ["env"]  # same image, probes, resources, security: one URI apart
-    assert [e["name"] for e in new["env"]] == [e["name"] for e in old["env"]]
-
-
-def test_a_raw_deployment_rollout_never_drops_capacity():
-    strategy = doc(KSERVE_TANDEM.name, "InferenceService")["spec"]["predictor"]
-    strategy = strategy["deploymentStrategy"]
-    assert strategy["type"] == "RollingUpdate"
-    assert strategy["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
-
-
 def test_probes_are_routes_of_the_server():
     app = create_app(ServeConfig(repository=Path("/nonexistent"))).api
     routes = {r.path for r in app.routes if "GET" in getattr(r, "methods", ())}

@@ -266,8 +266,7 @@ def test_config_pbtxt_parses_as_triton_model_config(repos, dataset, trainer, fmt
         (tensor,) = tensors
         assert (tensor.name, list(tensor.dims)) == expected[side]
         assert tensor.data_type == fp32
-    # Warmup: one real image from warmup/, at batch 1 and (when Triton batches) a full batch.
-    sizes = [1] if fmt == "pt2" else [1, repository.MAX_BATCH_SIZE]
+    sizes = [1] if fmt == "pt2" else [1, repository.MAX_BATCH_SIZE]  # a full one if batched
     assert [w.batch_size for w in config.model_warmup] == sizes
     image = (variant / triton_config.WARMUP_DIR / triton_config.WARMUP_FILE).read_bytes()
     (shape,) = {tuple(w.inputs[config.input[0].name].dims) for w in config.model_warmup}
