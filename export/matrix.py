@@ -140,7 +140,7 @@ def export_variant(source: Source, fmt: str, out: Path, keep: int = versions.KEE
         final = repository.publish(staged, out, name)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    result = Result(name, repository.folder_size(final), time.perf_counter() - started)
+    result = Result(name, versions.deployed_size(final), time.perf_counter() - started)
     held = ",".join([*kept, str(number)])
     print(
         f"[export] {name:<26} {result.size / 1e6:7.2f} MB {result.seconds:6.1f} s  "

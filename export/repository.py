@@ -293,8 +293,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def folder_size(path: Path) -> int:
-    """Bytes of every file below path: a variant's size on disk."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -91,6 +91,22 @@ def carried(root: Path, name: str, new: dict, keep: int) -> tuple[int, dict[str,
     return number, kept, why
 
 
+def deployed_size(folder: Path) -> int:
+    """Bytes of a variant as one version of it is deployed: its shared files (config,
+    labels, warmup) and its live version, not the other versions kept beside it."""
+    folder = Path(folder)
+    current = live(repository.read_manifest(folder))
+    return sum(
+        p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and not _other_version(p.relative_to(folder).parts[0], current)
+    )
+
+
+def _other_version(top: str, current: str) -> bool:
+    return top.isdigit() and top != current
+
+
 def link_versions(source: Path, staged: Path, versions: list[str]) -> None:
     """Hard-link each version folder of `source` into `staged` (a copy where links fail)."""
     for version in versions:

@@ -12,7 +12,7 @@ import numpy as np
 
 import harness
 from contract.formats import FORMATS
-from export import repository
+from export import repository, versions
 from harness import browser
 from harness.verdict import FAIL, Row, judge
 
@@ -25,7 +25,7 @@ def base(name: str, path: Path, manifest: dict, reference: str) -> dict:
         format=fmt.name,
         profile=fmt.precision,
         reference=reference,
-        size_bytes=repository.folder_size(path),
+        size_bytes=versions.deployed_size(path),
         runtime=f"browser-{fmt.browser}",
     )
 

@@ -33,7 +33,7 @@ from contract.checkpoint import CheckpointError
 from contract.formats import FORMAT_NAMES, FORMATS
 from contract.names import TRAINERS
 from contract.paths import CHECKPOINTS, REPORTS, WEB, add_repository_argument
-from export import repository
+from export import repository, versions
 from harness import browser_parity, diagnose, golden, junit, report
 from harness.golden import GOLDEN_FILE, Golden
 from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, VERDICTS, Row, judge
@@ -67,7 +67,8 @@ def check_variant(
         format=fmt,
         profile=profile,
         reference=references[trainer][0],
-        size_bytes=repository.folder_size(path),
+        size_bytes=versions.deployed_size(path),
+        version=str(manifest.get("version", "1")),
     )
     reference = (made_from or {}).get(trainer)
     exported = manifest.get("source_checkpoint", {}).get("sha256")

@@ -234,3 +234,4 @@ class Row:
     diagnosis: str = ""
     layers: list[dict] | None = None
     host_max_abs_diff: float | None = None  # browser rows: vs the same file in Python
+    version: str | None = None  # the variant's live version judged (export/versions.py)

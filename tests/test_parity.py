@@ -37,7 +37,7 @@ def test_every_variant_passes(digits_result):
     assert result["counts"] == {PASS: len(rows), INCONCLUSIVE: 0, FAIL: 0}
     for name in expected:
         v = rows[name]
-        assert v["labelled_images"] == 540, name
+        assert v["labelled_images"] == 540 and v["version"] == "1", name
         if v["profile"] == "fp32":
             assert v["max_abs_diff"] <= PROFILES["fp32"].max_abs_diff, name
             assert v["top1_agreement"] == 1.0, name

@@ -65,6 +65,9 @@ def test_each_export_is_the_next_version_and_the_newest_k_are_kept(published, ca
         assert set(record["files"]) == {f"{version}/model.onnx"}
         assert record["artifact"] == f"{version}/model.onnx"
         assert record["run"]["data"] == "digits"
+    live = [f for f in manifest["files"] if not f[0].isdigit() or f.startswith("4/")]
+    size = sum((folder / f).stat().st_size for f in live)  # the kept versions not counted
+    assert versions.deployed_size(folder) == size + (folder / "manifest.json").stat().st_size
     model = harness.load(folder)
     assert model.manifest["version"] == "4"
     images = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 1)).astype(np.float32)
