@@ -103,3 +103,22 @@ def test_a_less_accurate_version_is_refused_and_the_live_one_serves_on(
     assert live.stats.rollouts == {"refused": 1}
     assert registry.serving(NAME, "1") is live
     registry.close()
+
+
+@pytest.mark.slow
+def test_a_version_tampered_while_serving_is_refused_and_the_live_one_serves_on(
+    serve_root, tmp_path
+):
+    repo = tmp_path / "repo"
+    shutil.copytree(serve_root / "repo" / NAME, repo / NAME)
+    registry = Registry(ServeConfig(repository=repo, golden=serve_root / "golden.npz"))
+    registry.load_all()
+    live = registry.models[NAME]
+    with (repo / NAME / "1" / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    fresh = registry.reload(NAME)
+    assert not fresh.ready and "1/model.onnx has sha256" in fresh.reason
+    assert registry.serving(NAME) is live and live.refused["reason"] == fresh.reason
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    assert live.model.predict(x).shape == (2, 10)  # the loaded model is untouched
+    registry.close()
