@@ -64,6 +64,14 @@ def test_too_few_labelled_images_to_tell_is_not_a_refusal():
     assert models.compare(fresh, live)[0] == INCONCLUSIVE  # promoted: only FAIL refuses
 
 
+def test_answers_on_another_golden_batch_are_not_compared():
+    live, fresh = servable("1", 690), servable("2", 0)  # all wrong, on the same labels: fail
+    assert models.compare(fresh, live)[0] == FAIL
+    answers, labels = fresh.answers
+    fresh.answers = (answers, labels + 1)  # a golden batch remade since the live one loaded
+    assert models.compare(fresh, live) == (PASS, "")
+
+
 @pytest.mark.slow
 def test_a_version_from_another_run_is_checked_but_unproven(serve_root, tmp_path):
     saved = dict(np.load(serve_root / "golden.npz"))
