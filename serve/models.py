@@ -149,7 +149,8 @@ def seeded_check(model: harness.Backend, profile: str) -> dict:
 def compare(fresh: Servable, live: Servable) -> tuple[str, str]:
     """Whether `fresh` may take over from `live`: (verdict, reason). Fail when, on the
     labelled golden images, it misses decisively more of them than the live version
-    (net new misses against MAX_ACCURACY_DROP, Wilson-bounded); pass without them to count."""
+    (net new misses against MAX_ACCURACY_DROP, Wilson-bounded); pass without them to count
+    (no golden batch, or another one than the live version was loaded with)."""
     if fresh.answers is None or live.answers is None or not live.ready:
         return PASS, ""
     (new, labels), (old, old_labels) = fresh.answers, live.answers
