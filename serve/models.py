@@ -27,15 +27,15 @@ import harness
 from contract.formats import FORMATS
 from export import repository, versions
 from harness.golden import Saved
-from harness.verdict import FAIL, INCONCLUSIVE, PASS, judge, rate_verdict
+from harness.verdict import FAIL, INCONCLUSIVE, PASS, PROFILES, judge, rate_verdict
 from serve import catalog, v2
 from serve.batching import MAX_QUEUE, Batcher
 from serve.metrics import ModelStats
 
 SEEDED_IMAGES = 7  # an odd batch: a batch-dimension bug shows at N > 1
 # A new version may miss at most this share of the labelled golden images more than the live
-# one (net, one-sided 95% Wilson bound, harness/verdict.py), the int8 profile's accuracy drop.
-MAX_ACCURACY_DROP = 0.01
+# one (net, one-sided 95% Wilson bound, harness/verdict.py): the int8 profile's accuracy drop.
+MAX_ACCURACY_DROP = PROFILES["int8"].max_accuracy_drop
 LOADING, READY, UNAVAILABLE = "LOADING", "READY", "UNAVAILABLE"
 
 
