@@ -90,12 +90,17 @@ class Batcher:
         self.receiving -= 1
         self._wake()
 
-    async def infer(self, images: np.ndarray, expected: bool = False) -> np.ndarray:
-        """Logits for `images` [n, H, W, C], computed in some batch with other requests."""
+    async def infer(
+        self, images: np.ndarray, expected: bool = False, alone: bool = False
+    ) -> np.ndarray:
+        """Logits for `images` [n, H, W, C], computed in some batch with other requests.
+        `alone`: the caller knows no other request is in flight (serve/connections.py)."""
         if expected:
             self.receiving -= 1
         if self.waiting >= self.max_queue:
             raise QueueFull(f"{self.max_queue} requests already wait for this model")
+        if alone and not self.draining and self.receiving == 0 and self._inline(len(images)):
+            return self._alone(images)
         loop = asyncio.get_running_loop()
         futures = []
         now = time.perf_counter()
@@ -115,6 +120,18 @@ class Batcher:
             return np.concatenate(await asyncio.gather(*futures))
         finally:
             self.waiting -= 1
+
+    def _inline(self, n: int) -> bool:
+        """A call of `n` images is short enough to run on the event loop."""
+        return n <= self.max_batch and self.per_image * n < INLINE_BELOW
+
+    def _alone(self, images: np.ndarray) -> np.ndarray:
+        """A short request with nothing to batch with, run at once in its own task, as
+        `_drain` would run it one task and two loop iterations later."""
+        logits, seconds = self._timed(np.concatenate([images]))
+        self.per_image = seconds / len(images)
+        self.on_batch(len(images), 1, 0.0, seconds)
+        return logits
 
     def _wake(self) -> None:
         if self.wake is not None and not self.wake.done():
@@ -154,7 +171,7 @@ class Batcher:
                 # Always a fresh array: aligned and writable whatever the request buffer was.
                 images = np.concatenate([item[0] for item in batch])
                 try:
-                    if self.per_image * len(images) < INLINE_BELOW:
+                    if self._inline(len(images)):
                         logits, seconds = self._timed(images)
                     else:
                         call = loop.run_in_executor(self._executor(), self._timed, images)

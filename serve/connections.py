@@ -8,6 +8,13 @@ and new clients are refused. Here every request's headers must arrive within
 `header_timeout` of the connection opening (or of the request starting, on a kept-alive
 connection), and connections past `max_connections` are closed at once, so the clients
 already connected keep being served. Bodies have their own deadline (serve/limits.py).
+
+The deadline costs a request that arrives whole in one read nothing: a timer is armed
+only while a connection waits for more of a request's headers (checked after each read),
+not once per request. And the protocol marks a request whose body arrived with its
+headers (`BODY_ARRIVED` in its ASGI scope), so the app reads it without arming the
+body's deadline either. `IN_FLIGHT` lets the app see that a request is the only one the
+server holds (serve/batching.py runs a lone request at once, with no batch to form).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import logging
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("serve")
+BODY_ARRIVED = "tandem.body_arrived"  # scope key: the whole body is already here
+IN_FLIGHT = "tandem.in_flight"  # scope key: the server's request tasks (this one included)
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -27,6 +36,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.header_timer: asyncio.TimerHandle | None = None
+        self.in_headers = False
         if len(self.connections) > self.max_connections:
             log.warning("%d connections open: refusing one more", len(self.connections) - 1)
             transport.close()
@@ -50,13 +60,24 @@ class GuardedProtocol(HttpToolsProtocol):
             )
             self.transport.close()
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # parses: the callbacks below run within it
+        if self.in_headers:  # a request's headers are still coming: they get a deadline
+            self._arm()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()  # a kept-alive connection's next request gets its own deadline
+        self.in_headers = True  # from here a kept-alive connection's next request is timed
 
     def on_headers_complete(self) -> None:
+        self.in_headers = False
         self._disarm()
+        self.scope[IN_FLIGHT] = self.tasks  # uvicorn's set, across connections
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.scope[BODY_ARRIVED] = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

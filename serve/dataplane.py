@@ -19,6 +19,7 @@ import harness
 from serve import v2
 from serve.admission import RETRY_AFTER_S, Admission
 from serve.batching import QueueFull
+from serve.connections import BODY_ARRIVED, IN_FLIGHT
 from serve.limits import inflate, limited, read_body
 from serve.metrics import Timed, status_of
 from serve.models import Servable
@@ -122,8 +123,10 @@ class App:
                 timed.stats = servable.stats
                 headers = dict(scope["headers"])
                 held = self.admit(headers)
-                request, images = await self.receive_request(servable, headers, receive)
-                logits = await servable.batcher.infer(images, expected=True)
+                request, images = await self.receive_request(servable, scope, headers, receive)
+                tasks = scope.get(IN_FLIGHT)
+                alone = tasks is not None and len(tasks) == 1
+                logits = await servable.batcher.infer(images, expected=True, alone=alone)
                 payload, header_length = await self.encode(servable, request, logits)
             except (v2.ProtocolError, harness.ContractError) as e:
                 timed.status, payload = status_of(e), v2.error_body(str(e))
@@ -147,14 +150,15 @@ class App:
             await respond(send, status, payload, header_length, close=status == 408)
 
     async def receive_request(
-        self, servable: Servable, headers: dict, receive
+        self, servable: Servable, scope: dict, headers: dict, receive
     ) -> tuple[v2.Request, object]:
         """The request read within the limits and parsed (off the loop when large), and its
         images under the contract. The model's batcher knows it is coming meanwhile."""
         batcher, config = servable.batcher, self.config
         batcher.expect()
         try:
-            raw = await read_body(receive, config.max_body, config.body_timeout_s)
+            arrived = BODY_ARRIVED in scope
+            raw = await read_body(receive, config.max_body, config.body_timeout_s, arrived)
             body = inflate(raw, headers.get(b"content-encoding"), config.max_body)
             split_at = headers.get(b"inference-header-content-length")
             request = await self.admission.offload(
@@ -163,6 +167,7 @@ class App:
                 body,
                 split_at,
                 servable.signature,
+                servable.plans,
                 json=split_at is None,
             )
             del raw, body  # the tensor is a view of the body only for binary inputs

@@ -20,8 +20,11 @@ class BodyTimeout(Exception):
     status = 408
 
 
-async def read_body(receive, limit: int, timeout: float) -> bytes:
-    """The whole body, or 413 past `limit` bytes, or 408 past `timeout` seconds."""
+async def read_body(receive, limit: int, timeout: float, arrived: bool = False) -> bytes:
+    """The whole body, or 413 past `limit` bytes, or 408 past `timeout` seconds.
+    `arrived`: the body is all here already (serve/connections.py), so no deadline."""
+    if arrived:
+        return await _read_body(receive, limit)
     try:
         async with asyncio.timeout(timeout):
             return await _read_body(receive, limit)

@@ -57,6 +57,7 @@ class Servable:
     version: str = v2.VERSION  # the variant's live version when it was loaded (a field:
     # every answer names it, so the hot path reads it, never computes it)
     max_batch: int = repository.MAX_BATCH_SIZE  # what the batcher puts in one runtime call
+    plans: dict = field(default_factory=dict)  # binary request headers parsed (v2.Plan)
 
     @property
     def ready(self) -> bool:
