@@ -1,5 +1,6 @@
-"""The data plane: `POST /v2/models/<m>[/versions/1]/infer` as a raw ASGI route, and the
-limits every request passes (body size and deadline, bytes in flight: serve/limits.py,
+"""The data plane: `POST /v2/models/<m>[/versions/<v>]/infer` and TF Serving's
+`POST /v1/models/<m>[/versions/<v>]:predict` as raw ASGI routes, and the limits every
+request passes (body size and deadline, bytes in flight: serve/limits.py,
 serve/admission.py) before the FastAPI routes of serve/routes.py.
 
 The infer route reads the body once, splits JSON from binary tensors with np.frombuffer
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Awaitable
 
 import harness
-from serve import v2
+from serve import tfserving, v2
 from serve.admission import RETRY_AFTER_S, Admission
 from serve.batching import QueueFull
 from serve.connections import BODY_ARRIVED, IN_FLIGHT
@@ -28,11 +29,21 @@ from serve.registry import Registry
 log = logging.getLogger("serve")
 JSON = b"application/json"
 INFER_PREFIX, INFER_SUFFIX = "/v2/models/", "/infer"
+PREDICT_PREFIX, PREDICT_SUFFIX = "/v1/models/", ":predict"
 
 
 def infer_target(path: str) -> tuple[str, str | None]:
     """/v2/models/<name>[/versions/<v>]/infer -> (name, version)."""
-    rest = path[len(INFER_PREFIX) : -len(INFER_SUFFIX)]
+    return target(path, INFER_PREFIX, INFER_SUFFIX)
+
+
+def predict_target(path: str) -> tuple[str, str | None]:
+    """/v1/models/<name>[/versions/<v>]:predict -> (name, version)."""
+    return target(path, PREDICT_PREFIX, PREDICT_SUFFIX)
+
+
+def target(path: str, prefix: str, suffix: str) -> tuple[str, str | None]:
+    rest = path[len(prefix) : -len(suffix)]
     name, sep, version = rest.partition("/versions/")
     if not name or "/" in name or (sep and (not version or "/" in version)):
         raise v2.ProtocolError(f"no route POST {v2.quoted(path)}", 404)
@@ -95,13 +106,13 @@ class App:
             return
         path = scope["path"]
         try:  # no cost unless raised (zero-cost exceptions): the hot path pays nothing
-            if (
-                scope["method"] == "POST"
-                and path.startswith(INFER_PREFIX)
-                and path.endswith(INFER_SUFFIX)
-            ):
-                await self.infer(scope, receive, send)
-                return
+            if scope["method"] == "POST":
+                if path.startswith(INFER_PREFIX) and path.endswith(INFER_SUFFIX):
+                    await self.infer(scope, receive, send)
+                    return
+                if path.startswith(PREDICT_PREFIX) and path.endswith(PREDICT_SUFFIX):
+                    await self.infer(scope, receive, send, predict=True)
+                    return
             try:
                 held = self.admit(dict(scope["headers"]))
             except v2.ProtocolError as e:
@@ -115,19 +126,31 @@ class App:
         except asyncio.CancelledError:
             await cut_by_shutdown(scope, send)
 
-    async def infer(self, scope, receive, send) -> None:
-        with Timed("v2", self.registry.unknown) as timed:
+    async def infer(self, scope, receive, send, predict: bool = False) -> None:
+        """One inference request, V2 or (`predict`) TF Serving's: the same limits, checks,
+        batching and metrics; only the codec differs."""
+        with Timed("tfserving" if predict else "v2", self.registry.unknown) as timed:
             header_length, held = None, 0
             try:
-                servable = self.registry.serving(*infer_target(scope["path"]))
+                path = scope["path"]
+                servable = self.registry.serving(
+                    *(predict_target(path) if predict else infer_target(path))
+                )
                 timed.stats = servable.stats
                 headers = dict(scope["headers"])
                 held = self.admit(headers)
-                request, images = await self.receive_request(servable, scope, headers, receive)
+                request, images = await self.receive_request(
+                    servable, scope, headers, receive, predict
+                )
                 tasks = scope.get(IN_FLIGHT)
                 alone = tasks is not None and len(tasks) == 1
                 logits = await servable.batcher.infer(images, expected=True, alone=alone)
-                payload, header_length = await self.encode(servable, request, logits)
+                if predict:  # request: the key TF Serving answers under
+                    payload = await self.admission.offload(
+                        logits.nbytes * 4, tfserving.encode, request, logits, json=True
+                    )
+                else:
+                    payload, header_length = await self.encode(servable, request, logits)
             except (v2.ProtocolError, harness.ContractError) as e:
                 timed.status, payload = status_of(e), v2.error_body(str(e))
             except QueueFull as e:
@@ -150,16 +173,26 @@ class App:
             await respond(send, status, payload, header_length, close=status == 408)
 
     async def receive_request(
-        self, servable: Servable, scope: dict, headers: dict, receive
-    ) -> tuple[v2.Request, object]:
+        self, servable: Servable, scope: dict, headers: dict, receive, predict: bool
+    ) -> tuple[v2.Request | str, object]:
         """The request read within the limits and parsed (off the loop when large), and its
-        images under the contract. The model's batcher knows it is coming meanwhile."""
+        images under the contract; for `predict`, the key to answer under instead of the
+        request. The model's batcher knows it is coming meanwhile."""
         batcher, config = servable.batcher, self.config
         batcher.expect()
         try:
             arrived = BODY_ARRIVED in scope
             raw = await read_body(receive, config.max_body, config.body_timeout_s, arrived)
             body = inflate(raw, headers.get(b"content-encoding"), config.max_body)
+            if predict:
+                images, key = await self.admission.offload(
+                    len(body),
+                    tfserving.parse_predict,
+                    body,
+                    servable.signature.input_name,
+                    json=True,
+                )
+                return key, servable.model.check_input(images)
             split_at = headers.get(b"inference-header-content-length")
             request = await self.admission.offload(
                 len(body),

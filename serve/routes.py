@@ -1,5 +1,6 @@
-"""Every route but V2 infer: health, metadata, repository, statistics, TF Serving, image
-upload, metrics and the web page. FastAPI, with bodies read raw (tritonclient sends no
+"""Every route but inference (V2 infer and TF Serving's predict: serve/dataplane.py):
+health, metadata, repository, statistics, TF Serving's status and metadata, image upload,
+metrics and the web page. FastAPI, with bodies read raw (tritonclient sends no
 Content-Type, and FastAPI's typed bodies would answer 422 for it) and errors as
 `{"error": "..."}` like the data plane."""
 
@@ -48,7 +49,7 @@ def fastapi_app(
     app = FastAPI(title="tandem", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     handlers(app, registry)
     v2_routes(app, registry, model_control)
-    tf_routes(app, registry, admission)
+    tf_routes(app, registry)
     upload_routes(app, registry)
     return app
 
@@ -207,7 +208,7 @@ def v2_routes(app: FastAPI, registry: Registry, model_control: ModelControl) -> 
         return Response(render(registry.metrics), media_type="text/plain; version=0.0.4")
 
 
-def tf_routes(app: FastAPI, registry: Registry, admission: Admission) -> None:
+def tf_routes(app: FastAPI, registry: Registry) -> None:
     @app.get("/v1/models/{name}")
     @app.get("/v1/models/{name}/versions/{version}")
     async def status(name: str, version: str | None = None):
@@ -218,22 +219,6 @@ def tf_routes(app: FastAPI, registry: Registry, admission: Admission) -> None:
     @app.get("/v1/models/{name}/versions/{version}/metadata")
     async def metadata(name: str, version: str | None = None):
         return tfserving.metadata(name, registry.serving(name, version).manifest)
-
-    @app.post("/v1/models/{name}:predict")
-    @app.post("/v1/models/{name}/versions/{version}:predict")
-    async def predict(request: Request, name: str, version: str | None = None):
-        with Timed("tfserving", registry.unknown) as timed:
-            servable = registry.serving(name, version)
-            timed.stats = servable.stats
-            body = await request.body()
-            batch, key = await admission.offload(
-                len(body), tfserving.parse_predict, body, servable.signature.input_name, json=True
-            )
-            logits = await servable.batcher.infer(servable.model.check_input(batch))
-            payload = await admission.offload(
-                logits.nbytes * 4, tfserving.encode, key, logits, json=True
-            )
-            return Response(payload, media_type="application/json")
 
 
 def upload_routes(app: FastAPI, registry: Registry) -> None:

@@ -12,9 +12,8 @@ directly rather than a dict keyed by output name; so does this.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
+import orjson
 
 from export.versions import live
 from serve import v2
@@ -57,7 +56,7 @@ def _named(value: dict, input_name: str, what: str) -> object:
 
 def encode(key: str, logits: np.ndarray) -> bytes:
     """The predict answer, {"predictions" | "outputs": [[logits], ...]}, as JSON bytes."""
-    return json.dumps({key: logits.tolist()}).encode()
+    return orjson.dumps({key: logits.tolist()})
 
 
 def status(ready: bool, reason: str, version: str = v2.VERSION) -> dict:
