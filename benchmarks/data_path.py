@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.stages import fmt
+
 SIZE = 64  # the folders' default training size
 SOURCE_SIZE = 256  # px of the JPEG files: decoding them costs what a photo's thumbnail does
 
@@ -160,6 +162,39 @@ def main(argv: list[str] | None = None) -> int:
     folder, trainer = args.child
     print(json.dumps(run_child(Path(folder), trainer, args.in_memory, args.augment, args.settings)))
     return 0
+
+
+def markdown(s: dict) -> list[str]:
+    """The section in bench.md (benchmarks/report.py)."""
+    size = "x".join(map(str, s["image"]))
+    out = [
+        f"## Data ({s['source']} -> {size}, {s['cores']} cores)",
+        "",
+        "Decode ceiling, one core (PIL open + contract/pixels.py): "
+        f"{fmt(s['decode_ceiling_per_core'])} images/s.",
+        "",
+        "| prepare workers | images/s | / ceiling |",
+        "|---|---|---|",
+    ]
+    for workers, figure in s["prepare_images_per_s"].items():
+        out.append(f"| {workers} | {fmt(figure)} | {fmt(s['prepare_over_ceiling'][workers], 2)} |")
+    out += [
+        "",
+        "Trainers at the data's size, images/s of the last epoch (best of "
+        f"{s.get('rounds', 1)} round(s)), no augmentation unless said (goal: from the cache / "
+        "in memory >= 0.95):",
+        "",
+        "| trainer | from the cache | in memory | cache / memory | crop-flip, from the cache |",
+        "|---|---|---|---|---|",
+    ]
+    for r in s["trainers"]:
+        out.append(
+            f"| {r['trainer']} | {fmt(r['from_cache'])} | {fmt(r['in_memory'])} | "
+            f"{fmt(r['ratio'], 3)} | {fmt(r['crop_flip'])} |"
+        )
+    out += ["", "| images in the folder | torch trainer's peak RSS, MiB |", "|---|---|"]
+    out += [f"| {m['images']} | {fmt(m['peak_rss_mb'])} |" for m in s["memory"]]
+    return [*out, ""]
 
 
 if __name__ == "__main__":

@@ -101,11 +101,13 @@ def peer_launches(python: Path, model_file: Path) -> dict[str, Launch]:
 
 
 def asgi_launches(model_file: Path) -> dict[str, Launch]:
-    """The bare endpoints, on this venv's uvicorn: V2 binary over ONNX Runtime, and no-op."""
-    script = str(HERE / "peer_asgi.py")
+    """The bare endpoints, on this venv's uvicorn: V2 binary and V2 JSON over ONNX Runtime,
+    and no-op."""
+    script = [sys.executable, str(HERE / "peer_asgi.py"), str(model_file), "--mode"]
     return {
-        "bare-asgi-v2": Launch([sys.executable, script, str(model_file), "--mode", "v2"]),
-        "noop": Launch([sys.executable, script, str(model_file), "--mode", "noop"]),
+        "bare-asgi-v2": Launch([*script, "v2"]),
+        "bare-asgi-v2-json": Launch([*script, "v2-json"]),
+        "noop": Launch([*script, "noop"]),
     }
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from benchmarks import stages
+from benchmarks.data_path import markdown as data_md
+from benchmarks.stages import fmt
 from contract.files import atomic_path
 from contract.formats import FORMATS
 
@@ -18,11 +21,8 @@ PLOTS = {
     "latency": "bench_latency.png",
     "throughput": "bench_throughput.png",
     "server": "bench_server.png",
+    "stages": "bench_stages.png",
 }
-
-
-def fmt(value, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def ratio(a, b) -> float | None:
@@ -162,42 +162,16 @@ def server_md(s: dict) -> list[str]:
             f"{r['p99_ms']:.2f} | {r['server_cpu_ms_per_req']:.3f} | {r['server_rss_mib']:.0f} | "
             f"{r['errors']} |"
         )
-    out += ["", f"{TANDEM} req/s over each peer's:", ""]
+    out += [
+        "",
+        *stages.headline_md(s),
+        *stages.stages_md(s),
+        f"{TANDEM} req/s over each peer's:",
+        "",
+    ]
     out += ["| c | " + " | ".join(PEERS) + " |", "|---|" + "---|" * len(PEERS)]
     for c, peers in server_ratios(s).items():
         out.append(f"| {c} | " + " | ".join(fmt(peers[p], 2) for p in PEERS) + " |")
-    return [*out, ""]
-
-
-def data_md(s: dict) -> list[str]:
-    size = "x".join(map(str, s["image"]))
-    out = [
-        f"## Data ({s['source']} -> {size}, {s['cores']} cores)",
-        "",
-        "Decode ceiling, one core (PIL open + contract/pixels.py): "
-        f"{fmt(s['decode_ceiling_per_core'])} images/s.",
-        "",
-        "| prepare workers | images/s | / ceiling |",
-        "|---|---|---|",
-    ]
-    for workers, figure in s["prepare_images_per_s"].items():
-        out.append(f"| {workers} | {fmt(figure)} | {fmt(s['prepare_over_ceiling'][workers], 2)} |")
-    out += [
-        "",
-        "Trainers at the data's size, images/s of the last epoch (best of "
-        f"{s.get('rounds', 1)} round(s)), no augmentation unless said (goal: from the cache / "
-        "in memory >= 0.95):",
-        "",
-        "| trainer | from the cache | in memory | cache / memory | crop-flip, from the cache |",
-        "|---|---|---|---|---|",
-    ]
-    for r in s["trainers"]:
-        out.append(
-            f"| {r['trainer']} | {fmt(r['from_cache'])} | {fmt(r['in_memory'])} | "
-            f"{fmt(r['ratio'], 3)} | {fmt(r['crop_flip'])} |"
-        )
-    out += ["", "| images in the folder | torch trainer's peak RSS, MiB |", "|---|---|"]
-    out += [f"| {m['images']} | {fmt(m['peak_rss_mb'])} |" for m in s["memory"]]
     return [*out, ""]
 
 
@@ -243,8 +217,9 @@ def plots(bench: dict, out: Path) -> list[Path]:
         written += runtime_plots(bench["runtimes"], out, plt)
     if "rows" in bench["server"]:
         written.append(server_plot(bench["server"]["rows"], out, plt))
+        written.append(stages.plot(bench["server"], out / PLOTS["stages"], plt, save_figure))
     plt.close("all")
-    return written
+    return [path for path in written if path]
 
 
 def runtime_plots(section: dict, out: Path, plt) -> list[Path]:

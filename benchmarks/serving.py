@@ -5,7 +5,9 @@ Every server is up at once, pinned to core 0 (peers.SERVER_CORE); the load gener
 (aiohttp, this process) runs on core 1. One image per request at c=1 and c=16, rounds
 alternating over the servers, best round kept (other work on the machine can only slow a
 round down). A server that does not start gets rows with `req_per_s: null` and the reason
-under `skipped`, never a missing row.
+under `skipped`, never a missing row. Then the headline, tandem over the bare endpoint of
+each protocol, and where each request's server CPU goes, stage by stage, tandem's beside
+the bare endpoints' (benchmarks/stages.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import peers
+from benchmarks import peers, stages
 from benchmarks.server import free_port, http_sender, load, v2_binary
 
 CONCURRENCY = (1, 16)
@@ -35,6 +37,7 @@ ROWS = {
     "triton": "triton",
     "litserve": "litserve",
     "bare-asgi-v2": "bare-asgi-v2",
+    "bare-asgi-v2-json": "bare-asgi-v2-json",
     "noop": "noop",
 }
 
@@ -65,6 +68,11 @@ def requests(model: str, images: np.ndarray) -> dict[str, tuple[str, bytes, dict
         "triton": ("/v2/models/model/infer", binary, binary_headers),
         "litserve": ("/predict", json.dumps({"images": nested}).encode(), as_json),
         "bare-asgi-v2": ("/v2/models/model/infer", binary, binary_headers),
+        "bare-asgi-v2-json": (
+            "/v2/models/model/infer",
+            json.dumps(v2_json).encode(),
+            as_json,
+        ),
         "noop": ("/noop", binary, binary_headers),
     }
 
@@ -94,8 +102,9 @@ async def measure_all(
     seconds: float,
     rounds: int,
     start_timeout: float = 120.0,
-) -> list[dict]:
-    """`launches`: process name -> how to start it, or why it cannot run (a string)."""
+) -> dict:
+    """`launches`: process name -> how to start it, or why it cannot run (a string).
+    {"rows": one per row and concurrency, "stages": benchmarks/stages.py's breakdown}."""
     import aiohttp
 
     skipped = {name: why for name, why in launches.items() if isinstance(why, str)}
@@ -103,6 +112,7 @@ async def measure_all(
         n: peers.Process(launch, free_port()) for n, launch in launches.items() if n not in skipped
     }
     best: dict[tuple[str, int], dict] = {}
+    breakdown: dict = {"skipped": "not measured"}
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
     try:
@@ -131,15 +141,18 @@ async def measure_all(
                         run = await timed(send, procs[ROWS[row]].proc.pid, concurrency, seconds)
                         if run["req_per_s"] > best.get((row, concurrency), {}).get("req_per_s", -1):
                             best[row, concurrency] = run
+            pids = {row: procs[ROWS[row]].proc.pid for row in senders}
+            breakdown = await stages.breakdown(senders, pids, seconds)
     finally:
         for proc in procs.values():
             proc.stop()
-    return [
+    rows = [
         {"server": row}
         | (best.get((row, c)) or skipped_row(c, skipped.get(ROWS[row], "not measured")))
         for row in ROWS
         for c in CONCURRENCY
     ]
+    return {"rows": rows, "stages": breakdown}
 
 
 def failing_as_error(send: Callable) -> Callable:
@@ -208,9 +221,10 @@ def section(repository: Path, model: str, seconds: float, rounds: int, install_p
         if (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(0, {LOAD_CORE})
         try:
-            rows = asyncio.run(measure_all(launches, images, model, seconds, rounds))
+            measured = asyncio.run(measure_all(launches, images, model, seconds, rounds))
         finally:
             os.sched_setaffinity(0, affinity)
+    rows = measured["rows"]
     return {
         "model": model,
         "server_cores": 1,
@@ -220,4 +234,6 @@ def section(repository: Path, model: str, seconds: float, rounds: int, install_p
         "rounds": rounds,
         "image_shape": shape,
         "rows": rows,
+        "headline": stages.headline({"rows": rows}),
+        "stages": measured["stages"],
     }

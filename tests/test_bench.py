@@ -24,6 +24,7 @@ SERVERS = (
     "triton",
     "litserve",
     "bare-asgi-v2",
+    "bare-asgi-v2-json",
     "noop",
 )  # fmt: skip - the contract the capacity plan reads
 
@@ -133,7 +134,7 @@ def test_a_peer_that_fails_to_start_gets_skipped_rows(tmp_path):
     launches["triton"] = peers.Launch([sys.executable, "-c", "import sys; sys.exit(1)"])
     launches["noop"] = peers.asgi_launches(tmp_path / "unused.onnx")["noop"]
     images = np.zeros((1, 8, 8, 1), np.float32)
-    rows = asyncio.run(serving.measure_all(launches, images, "m", seconds=0.2, rounds=1))
+    rows = asyncio.run(serving.measure_all(launches, images, "m", seconds=0.2, rounds=1))["rows"]
     by = {(r["server"], r["concurrency"]): r for r in rows}
     assert len(rows) == 2 * len(SERVERS) and {s for s, _ in by} == set(SERVERS)
     for c in (1, 16):
