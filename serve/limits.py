@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from collections.abc import Awaitable
 
 from serve import v2
 
@@ -20,11 +21,16 @@ class BodyTimeout(Exception):
     status = 408
 
 
-async def read_body(receive, limit: int, timeout: float, arrived: bool = False) -> bytes:
+def read_body(receive, limit: int, timeout: float, arrived: bool = False) -> Awaitable[bytes]:
     """The whole body, or 413 past `limit` bytes, or 408 past `timeout` seconds.
-    `arrived`: the body is all here already (serve/connections.py), so no deadline."""
+    `arrived`: the body is all here already (serve/connections.py), so no deadline. Returns
+    the awaitable itself, not a coroutine around it: one frame less per request."""
     if arrived:
-        return await _read_body(receive, limit)
+        return _read_body(receive, limit)
+    return _read_body_within(receive, limit, timeout)
+
+
+async def _read_body_within(receive, limit: int, timeout: float) -> bytes:
     try:
         async with asyncio.timeout(timeout):
             return await _read_body(receive, limit)

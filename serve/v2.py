@@ -123,12 +123,20 @@ def numbers(data: object, what: str) -> np.ndarray:
 
 
 def pixels(images: np.ndarray, what: str) -> np.ndarray:
-    """The contract's pixel range; NaN fails both comparisons, so this checks finiteness too."""
-    if images.size and not (images.min() >= 0.0 and images.max() <= PIXEL_MAX):
+    """The contract's pixel range; NaN fails both comparisons, so this checks finiteness too.
+    First one pass over the bits: a float32 in 0..PIXEL_MAX (finite, sign bit clear) reads
+    as an unsigned integer no larger than PIXEL_MAX's bits. Anything else (-0.0 too) gets
+    the exact check, which also says what is wrong."""
+    if not images.size or np.maximum.reduce(images.view(np.uint32), axis=None) <= _PIXEL_BITS:
+        return images  # ufunc.reduce directly: ndarray.max's Python wrapper costs as much
+    if not (images.min() >= 0.0 and images.max() <= PIXEL_MAX):
         if not np.isfinite(images).all():
             raise ProtocolError(f"{what} contains NaN or Inf; pixels must be finite")
         raise ProtocolError(f"{what} has values outside 0..{PIXEL_MAX:g}: send raw pixels")
     return images
+
+
+_PIXEL_BITS = np.float32(PIXEL_MAX).view(np.uint32)
 
 
 def check_input(name: object, datatype: object, shape: object, sig: Signature) -> list[int]:
@@ -194,15 +202,15 @@ PLAN_BYTES = 1024  # a header longer than this is parsed each time, never rememb
 
 @dataclass(slots=True)
 class Plan:
-    """A binary request's JSON header, parsed and checked: everything about the request
-    but its tensor bytes. A client sends the same header with every request of one shape,
-    so the model remembers plans by the header's bytes and skips the JSON for the next.
+    """A request's JSON header, parsed and checked: everything about the request but its
+    tensor. A binary client sends the same header with every request of one shape, so the
+    model remembers those plans by the header's bytes and skips the JSON for the next.
     `answer`: the response's JSON header once built, with the model, version and logits
     shape it is for."""
 
     name: str
     shape: list[int]
-    size: int
+    size: int | None  # bytes of the binary tensor; None: the tensor is JSON data
     id: str | None
     outputs: list[Output]
     answer: tuple[tuple, bytes] | None = None
@@ -228,14 +236,13 @@ def parse_request(
     if plan is None:
         header = _dict(load_json(body[:end], "inference header"), "inference header")
         plan = _plan(header, sig)
-        if plan is None:  # the tensor is JSON data in the header
+        if plan.size is None:  # the tensor is JSON data in the header
             if end != len(body):
                 raise ProtocolError(
                     f"{len(body) - end} bytes after the JSON header, no binary input"
                 )
-            tensor = header["inputs"][0]
-            images = decode(tensor["data"], plan_shape(tensor, sig), tensor["name"])
-            return Request(_id(header), images, parse_outputs(header, sig))
+            images = decode(header["inputs"][0]["data"], plan.shape, plan.name)
+            return Request(plan.id, images, plan.outputs)
         if key is not None and len(key) <= PLAN_BYTES:
             if len(plans) >= PLANS:
                 plans.clear()
@@ -245,19 +252,19 @@ def parse_request(
     return Request(plan.id, images, plan.outputs, plan)
 
 
-def _plan(header: dict, sig: Signature) -> Plan | None:
-    """The header's checked plan for a binary input, or None when its input carries data."""
+def _plan(header: dict, sig: Signature) -> Plan:
+    """The header's checked plan; `size` None when its input carries JSON data."""
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         raise ProtocolError(f"inputs must be a list holding the one input {sig.input_name!r}")
     tensor = _dict(inputs[0], "input")
     name = tensor.get("name")
-    shape = plan_shape(tensor, sig)
+    shape = check_input(name, tensor.get("datatype"), tensor.get("shape"), sig)
     size = _dict(tensor.get("parameters"), "input parameters").get("binary_data_size")
     if size is None:
         if "data" not in tensor:
             raise ProtocolError(f"input {name} has neither data nor parameters.binary_data_size")
-        return None
+        return Plan(name, shape, None, _id(header), parse_outputs(header, sig))
     if "data" in tensor:
         raise ProtocolError(f"input {name} has both data and binary_data_size")
     count = math.prod(shape)
@@ -267,10 +274,6 @@ def _plan(header: dict, sig: Signature) -> Plan | None:
             f"(FP32: {4 * count} bytes)"
         )
     return Plan(name, shape, size, _id(header), parse_outputs(header, sig))
-
-
-def plan_shape(tensor: dict, sig: Signature) -> list[int]:
-    return check_input(tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), sig)
 
 
 def _id(header: dict) -> str | None:
