@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from benchmarks import __main__ as bench_main
-from benchmarks import export_time, peers, report, serving
+from benchmarks import export_time, peers, report, serving, stages
 from contract import datasets
 from export import matrix
 from train.__main__ import run
@@ -107,6 +107,22 @@ def test_markdown_ratios_come_from_the_json(quick_run):
             assert cell == report.fmt(want, 2), (peer, c)
     row = bench["runtimes"]["rows"][0]
     assert f"| {row['harness_over_raw']:.3f} |" in text
+
+
+@pytest.mark.slow  # trains, exports, runs every section (~1.5 min on 2 cores)
+def test_quick_run_breaks_every_row_down(quick_run):
+    server = quick_run[0]["server"]
+    assert [h["server"] for h in server["headline"]] == list(stages.BARE)
+    breakdown = server["stages"]
+    assert list(breakdown) == list(stages.ROWS), breakdown
+    for row in stages.ROWS:
+        for c in ("c1", "c16"):
+            part = breakdown[row][c]
+            assert part["samples"] > 0 and set(part["us"]) == set(stages.STAGES)
+            # the stages split the measured CPU per request, nothing more, nothing less
+            assert sum(part["us"].values()) == pytest.approx(part["cpu_us_per_request"], abs=1.0)
+        assert breakdown[row]["c16"]["us"]["runtime"] > 0, "ONNX Runtime's call was seen"
+    assert "Server CPU per request by stage" in quick_run[1]
 
 
 def test_peers_venv_is_refused_unless_its_stamp_matches(tmp_path):

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from docs.figures import data_tables, diagnose_tables, tables
+from docs.figures import data_tables, diagnose_tables, serve_tables, tables
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent.relative_to(ROOT)  # docs/figures
@@ -38,6 +38,7 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "bench-runtimes": ("bench", tables.bench_runtimes),
     "bench-trainers": ("bench", tables.bench_trainers),
     "bench-server": ("capacity", tables.bench_server),
+    "serve-headline": ("capacity", serve_tables.headline),
     "capacity": ("capacity", tables.capacity),
     "serve": ("serve_bench", tables.serve),
     "browser": ("browser_bench", tables.browser),

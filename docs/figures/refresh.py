@@ -112,6 +112,7 @@ class Taker:
             {self.root / m.relative_to(repo): s for m, s in capacity_plan.SIZED_BY.items()},
         )
         self.said.append("deploy/bench-snapshot.json and the manifests' maxReplicas <- its server")
+        self.picture(path.with_name("bench_stages.png"))
 
 
 def take(root: Path, reports: Path, checkpoints: Path, out: Path) -> list[str]:
