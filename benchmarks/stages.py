@@ -54,6 +54,7 @@ STAGES = (
     "encode",
     "send",
     "metrics",
+    "connection guard",
     "app (other)",
     SERVER,
 )
@@ -79,16 +80,22 @@ RULES = (
     ("send", "peer_asgi.py", ("answer",)),
     ("app (other)", "peer_asgi.py", BARE_STEPS),
 )
-APP_FILES = re.compile(r"(^|/)serve/(?!__main__\.py)")  # tandem's app: serve/, not its main
+# Frames whose own lines count, but not what runs under them: the connection guard wraps
+# uvicorn's parsing (its data_received holds every HTTP callback), which stays the server's.
+SELF_ONLY = (("connection guard", "serve/connections.py"),)
+APP_FILES = re.compile(r"(^|/)serve/(?!__main__\.py|connections\.py)")  # tandem's app
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*):\d+\)$")
 
 
-def stage_of(frame: str) -> str | None:
+def stage_of(frame: str, innermost: bool = False) -> str | None:
     """The stage one py-spy frame, `function (path:line)`, belongs to; None: none."""
     match = FRAME.match(frame)
     if match is None:
         return None
     function, file = match["function"], match["file"]
+    for stage, suffix in SELF_ONLY:
+        if file.endswith(suffix):
+            return stage if innermost else None
     for stage, suffix, functions in RULES:
         if file.endswith(suffix) and (functions is None or function in functions):
             return stage
@@ -97,8 +104,8 @@ def stage_of(frame: str) -> str | None:
 
 def charge(stack: str) -> str:
     """One sample's stage: its innermost frame that has one (frames outermost first)."""
-    for frame in reversed(stack.split(";")):
-        if stage := stage_of(frame):
+    for depth, frame in enumerate(reversed(stack.split(";"))):
+        if stage := stage_of(frame, innermost=depth == 0):
             return stage
     return SERVER
 

@@ -48,10 +48,15 @@ class Admission:
     def release(self, size: int) -> None:
         self.inflight -= size
 
+    @staticmethod
+    def inline(size: int) -> bool:
+        """Work on `size` bytes is cheap enough to do on the event loop, at once."""
+        return size <= OFFLOAD_ABOVE
+
     async def offload(self, size: int, fn, *args, json: bool = False):
         """fn(*args), off the event loop when `size` bytes make it slow: in a thread, or
         for large JSON in a worker process (fn and args must pickle)."""
-        if size <= OFFLOAD_ABOVE:
+        if self.inline(size):
             return fn(*args)
         loop = asyncio.get_running_loop()
         if json and size > PROCESS_ABOVE:

@@ -99,7 +99,7 @@ class Batcher:
             self.receiving -= 1
         if self.waiting >= self.max_queue:
             raise QueueFull(f"{self.max_queue} requests already wait for this model")
-        if alone and not self.draining and self.receiving == 0 and self._inline(len(images)):
+        if alone and not self.draining and not self.receiving and self._inline(len(images)):
             return self._alone(images)
         loop = asyncio.get_running_loop()
         futures = []
@@ -128,7 +128,9 @@ class Batcher:
     def _alone(self, images: np.ndarray) -> np.ndarray:
         """A short request with nothing to batch with, run at once in its own task, as
         `_drain` would run it one task and two loop iterations later."""
-        logits, seconds = self._timed(np.concatenate([images]))
+        started = time.perf_counter()
+        logits = self.run(images.copy())  # a fresh array, as `_drain`'s concatenate makes
+        seconds = time.perf_counter() - started
         self.per_image = seconds / len(images)
         self.on_batch(len(images), 1, 0.0, seconds)
         return logits

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
 
 import harness
 from serve import tfserving, v2
@@ -128,7 +127,9 @@ class App:
 
     async def infer(self, scope, receive, send, predict: bool = False) -> None:
         """One inference request, V2 or (`predict`) TF Serving's: the same limits, checks,
-        batching and metrics; only the codec differs."""
+        batching and metrics; only the codec differs. One function on purpose: every layer
+        a request passes costs it far more in a running server, its caches cold between
+        requests, than in a loop (benchmarks/stages.py shows where the time goes)."""
         with Timed("tfserving" if predict else "v2", self.registry.unknown) as timed:
             header_length, held = None, 0
             try:
@@ -146,11 +147,18 @@ class App:
                 alone = tasks is not None and len(tasks) == 1
                 logits = await servable.batcher.infer(images, expected=True, alone=alone)
                 if predict:  # request: the key TF Serving answers under
-                    payload = await self.admission.offload(
-                        logits.nbytes * 4, tfserving.encode, request, logits, json=True
-                    )
+                    call = (tfserving.encode, request, logits)
+                    size, json_out = logits.nbytes * 4, True  # JSON text is ~4x the binary
                 else:
-                    payload, header_length = await self.encode(servable, request, logits)
+                    labels, version = servable.signature.labels, servable.version
+                    call = (v2.encode_response, servable.name, request, logits, labels, version)
+                    json_out = not all(out.binary for out in request.outputs)
+                    size = logits.nbytes * (4 if json_out else 1)
+                if self.admission.inline(size):
+                    answer = call[0](*call[1:])
+                else:
+                    answer = await self.admission.offload(size, *call, json=json_out)
+                payload, header_length = (answer, None) if predict else answer
             except (v2.ProtocolError, harness.ContractError) as e:
                 timed.status, payload = status_of(e), v2.error_body(str(e))
             except QueueFull as e:
@@ -182,44 +190,25 @@ class App:
         batcher.expect()
         try:
             arrived = BODY_ARRIVED in scope
-            raw = await read_body(receive, config.max_body, config.body_timeout_s, arrived)
-            body = inflate(raw, headers.get(b"content-encoding"), config.max_body)
+            body = await read_body(receive, config.max_body, config.body_timeout_s, arrived)
+            if (encoding := headers.get(b"content-encoding")) is not None:
+                body = inflate(body, encoding, config.max_body)
             if predict:
-                images, key = await self.admission.offload(
-                    len(body),
-                    tfserving.parse_predict,
-                    body,
-                    servable.signature.input_name,
-                    json=True,
-                )
+                call = (tfserving.parse_predict, body, servable.signature.input_name)
+                json_body = True
+            else:
+                split_at = headers.get(b"inference-header-content-length")
+                call = (v2.parse_request, body, split_at, servable.signature, servable.plans)
+                json_body = split_at is None
+            if self.admission.inline(len(body)):
+                parsed = call[0](*call[1:])
+            else:
+                parsed = await self.admission.offload(len(body), *call, json=json_body)
+            del body, call  # the tensor is a view of the body only for binary inputs
+            if predict:
+                images, key = parsed
                 return key, servable.model.check_input(images)
-            split_at = headers.get(b"inference-header-content-length")
-            request = await self.admission.offload(
-                len(body),
-                v2.parse_request,
-                body,
-                split_at,
-                servable.signature,
-                servable.plans,
-                json=split_at is None,
-            )
-            del raw, body  # the tensor is a view of the body only for binary inputs
-            return request, servable.model.check_input(request.images)
+            return parsed, servable.model.check_input(parsed.images)
         except BaseException:
             batcher.forget()
             raise
-
-    def encode(self, servable: Servable, request: v2.Request, logits) -> Awaitable[tuple]:
-        """(response body, JSON header length or None), off the loop when large. Returns the
-        offload itself, not a coroutine around it: one frame less per request."""
-        json_out = not all(out.binary for out in request.outputs)
-        return self.admission.offload(
-            logits.nbytes * (4 if json_out else 1),  # JSON text is ~4x the binary size
-            v2.encode_response,
-            servable.name,
-            request,
-            logits,
-            servable.signature.labels,
-            servable.version,
-            json=json_out,
-        )

@@ -24,6 +24,8 @@ ORT = "Session.run (onnxruntime/capi/onnxruntime_inference_collection.py:406)"
         ("_run_module_as_main (<frozen runpy>:198);main (serve/__main__.py:100);" + RUN, stages.SERVER),
         (APP + ";HttpToolsProtocol.data_received (uvicorn/protocols/http/httptools_impl.py:1)", stages.SERVER),
         (TANDEM, "app (other)"),
+        (RUN + ";GuardedProtocol.data_received (serve/connections.py:60)", "connection guard"),
+        (RUN + ";GuardedProtocol.data_received (serve/connections.py:60);HttpToolsProtocol.data_received (uvicorn/protocols/http/httptools_impl.py:1)", stages.SERVER),
         (TANDEM + ";App.receive_request (serve/dataplane.py:180);read_body (serve/limits.py:30)", "read body"),
         (TANDEM + ";parse_request (serve/v2.py:230);load_json (serve/v2.py:82)", "parse + checks"),
         (TANDEM + ";Batcher.infer (serve/batching.py:99);Batcher._alone (serve/batching.py:140)", "batching"),
