@@ -63,8 +63,9 @@ def test_headline_is_computed_from_the_rows():
             ("tandem-v2-json", 1, 700.0), ("bare-asgi-v2-json", 1, None),
         ]
     ]  # fmt: skip
-    by = {r["server"]: r["ratio"] for r in stages.headline({"rows": rows})}
-    assert by["tandem-v2-binary"] == {"c1": 0.8, "c16": 0.9}
-    assert by["tandem-v2-json"] == {"c1": None, "c16": None}, "a skipped peer: no ratio"
+    by = {(r["server"], r["over"]): r["ratio"] for r in stages.headline({"rows": rows})}
+    assert by["tandem-v2-binary", "bare-asgi-v2"] == {"c1": 0.8, "c16": 0.9}
+    assert by["tandem-v2-json", "bare-asgi-v2-json"] == {"c1": None, "c16": None}, "skipped"
+    assert by["tandem-tfserving-rest", "tandem-v2-json"] == {"c1": None, "c16": None}
     text = "\n".join(stages.headline_md({"rows": rows}))
     assert "| tandem-v2-binary | bare-asgi-v2 | 0.80 | 0.90 |" in text
