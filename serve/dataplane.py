@@ -16,7 +16,7 @@ import contextlib
 import logging
 
 import harness
-from serve import tfserving, v2
+from serve import tfserving, v2, v2_response
 from serve.admission import RETRY_AFTER_S, Admission
 from serve.batching import QueueFull
 from serve.connections import BODY_ARRIVED, IN_FLIGHT
@@ -151,7 +151,14 @@ class App:
                     size, json_out = logits.nbytes * 4, True  # JSON text is ~4x the binary
                 else:
                     labels, version = servable.signature.labels, servable.version
-                    call = (v2.encode_response, servable.name, request, logits, labels, version)
+                    call = (
+                        v2_response.encode_response,
+                        servable.name,
+                        request,
+                        logits,
+                        labels,
+                        version,
+                    )
                     json_out = not all(out.binary for out in request.outputs)
                     size = logits.nbytes * (4 if json_out else 1)
                 if self.admission.inline(size):

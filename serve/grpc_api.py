@@ -29,7 +29,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from serve import v2
+from serve import v2, v2_response
 from serve.admission import Admission
 from serve.batching import QueueFull
 from serve.metrics import Timed, status_of
@@ -136,8 +136,8 @@ def infer_response(
         if out.classification:
             shape = [len(logits), out.classification]
             answer.outputs.add(name=out.name, datatype="BYTES", shape=shape)
-            items = v2.classification(logits, out.classification, labels)
-            answer.raw_output_contents.append(v2.bytes_tensor(items))
+            items = v2_response.classification(logits, out.classification, labels)
+            answer.raw_output_contents.append(v2_response.bytes_tensor(items))
         else:
             answer.outputs.add(name=out.name, datatype="FP32", shape=logits.shape)
             answer.raw_output_contents.append(logits.astype("<f4", copy=False).tobytes())

@@ -1,7 +1,6 @@
-"""Open Inference Protocol (KServe V2) REST codec: bytes in, tensors out, and back.
-
-Pure functions, no framework and no model, so the hot path stays cheap and every rule
-is testable on its own. Extensions:
+"""Open Inference Protocol (KServe V2) REST codec: bytes in, tensors out (the answer:
+serve/v2_response.py). Pure functions, no framework and no model, so the hot path stays
+cheap and every rule is testable on its own. Extensions:
 
 - binary tensor data: the body is a JSON header followed by raw tensors back to back;
   `Inference-Header-Content-Length` says where the JSON ends and each binary tensor
@@ -17,14 +16,12 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
 from contract.names import PIXEL_MAX
-from harness import top_k
 
 VERSION = "1"  # the version of a variant exported before versions (export/versions.py)
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -67,10 +64,9 @@ def _reject_constant(name: str) -> float:
 
 
 def load_json(raw: bytes, what: str) -> object:
-    """orjson first: a sixth of the standard library's time on a request header. What it
-    refuses goes to the standard library's decoder, so the server accepts what it always
-    did (UTF-16 bodies, lone surrogate escapes) and an error names the exact fault (NaN,
-    nesting too deep)."""
+    """orjson first (a sixth of the standard library's time on a header); what it refuses,
+    the standard library's decoder: what the server always accepted (UTF-16, lone
+    surrogate escapes) still passes, and an error names the exact fault (NaN, nesting)."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -202,11 +198,9 @@ PLAN_BYTES = 1024  # a header longer than this is parsed each time, never rememb
 
 @dataclass(slots=True)
 class Plan:
-    """A request's JSON header, parsed and checked: everything about the request but its
-    tensor. A binary client sends the same header with every request of one shape, so the
-    model remembers those plans by the header's bytes and skips the JSON for the next.
-    `answer`: the response's JSON header once built, with the model, version and logits
-    shape it is for."""
+    """A request's JSON header, parsed and checked: all but its tensor. A binary client sends
+    one header for every request of one shape: the model remembers plans by the header's
+    bytes. `answer`: the response's JSON header, and the (model, version, shape) it is for."""
 
     name: str
     shape: list[int]
@@ -228,8 +222,7 @@ def parse_request(
     body: bytes, header_length: bytes | None, sig: Signature, plans: dict | None = None
 ) -> Request:
     """One V2 inference request -> the input tensor and what to answer with. `plans`: the
-    model's remembered binary headers (Plan), read and filled here; a full dict is
-    emptied, so any stream of distinct headers costs a parse each, never memory."""
+    model's remembered headers (Plan); emptied when full, so they never grow past PLANS."""
     end = header_end(body, header_length)
     key = body[:end] if plans is not None and header_length is not None else None
     plan = plans.get(key) if key is not None else None
@@ -261,10 +254,13 @@ def _plan(header: dict, sig: Signature) -> Plan:
     name = tensor.get("name")
     shape = check_input(name, tensor.get("datatype"), tensor.get("shape"), sig)
     size = _dict(tensor.get("parameters"), "input parameters").get("binary_data_size")
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError(f"id must be a string, got {quoted(request_id)}")
     if size is None:
         if "data" not in tensor:
             raise ProtocolError(f"input {name} has neither data nor parameters.binary_data_size")
-        return Plan(name, shape, None, _id(header), parse_outputs(header, sig))
+        return Plan(name, shape, None, request_id, parse_outputs(header, sig))
     if "data" in tensor:
         raise ProtocolError(f"input {name} has both data and binary_data_size")
     count = math.prod(shape)
@@ -273,14 +269,7 @@ def _plan(header: dict, sig: Signature) -> Plan:
             f"input {name}: binary_data_size {quoted(size)} does not match shape {shape} "
             f"(FP32: {4 * count} bytes)"
         )
-    return Plan(name, shape, size, _id(header), parse_outputs(header, sig))
-
-
-def _id(header: dict) -> str | None:
-    request_id = header.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError(f"id must be a string, got {quoted(request_id)}")
-    return request_id
+    return Plan(name, shape, size, request_id, parse_outputs(header, sig))
 
 
 def parse_outputs(header: dict, sig: Signature) -> list[Output]:
@@ -303,60 +292,6 @@ def parse_outputs(header: dict, sig: Signature) -> list[Output]:
             f"classification must be an integer 1..{len(sig.labels)}, got {quoted(k)}"
         )
     return [Output(sig.output_name, _flag(params, "binary_data", binary), k)]
-
-
-def classification(logits: np.ndarray, k: int, labels: tuple[str, ...]) -> list[bytes]:
-    """Top-k per row as Triton writes it, "probability:index:label", row-major."""
-    rows = top_k(logits, list(labels), k)
-    return [f"{t['probability']:f}:{t['index']}:{t['label']}".encode() for row in rows for t in row]
-
-
-def bytes_tensor(items: list[bytes]) -> bytes:
-    """BYTES binary layout: each element as a little-endian uint32 length, then its bytes."""
-    return b"".join(struct.pack("<I", len(b)) + b for b in items)
-
-
-def encode_response(
-    model: str,
-    request: Request,
-    logits: np.ndarray,
-    labels: tuple[str, ...],
-    version: str = VERSION,
-) -> tuple[bytes, int | None]:
-    """Response body and, when any output is binary, the JSON header's length. A binary
-    logits answer to a remembered request (Plan) reuses its JSON header: for one plan,
-    model and version it only differs in the logits bytes."""
-    plan, key = request.plan, (model, version, logits.shape)
-    if plan is not None and plan.answer is not None and plan.answer[0] == key:
-        text = plan.answer[1]
-        return text + logits.tobytes(), len(text)
-    outputs, blobs = [], []
-    for out in request.outputs:
-        if out.classification:
-            items = classification(logits, out.classification, labels)
-            tensor = {"name": out.name, "datatype": "BYTES"}
-            tensor["shape"] = [logits.shape[0], out.classification]
-            blob = bytes_tensor(items) if out.binary else None
-            data = None if out.binary else [b.decode() for b in items]
-        else:
-            tensor = {"name": out.name, "datatype": "FP32", "shape": list(logits.shape)}
-            blob = logits.tobytes() if out.binary else None
-            data = None if out.binary else logits.ravel().tolist()
-        if blob is None:
-            tensor["data"] = data
-        else:
-            tensor["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        outputs.append(tensor)
-    header = {"model_name": model, "model_version": version, "outputs": outputs}
-    if request.id is not None:
-        header["id"] = request.id
-    text = orjson.dumps(header)
-    if not blobs:
-        return text, None
-    if plan is not None and all(out.binary and not out.classification for out in plan.outputs):
-        plan.answer = (key, text)
-    return b"".join([text, *blobs]), len(text)
 
 
 def error_body(message: str) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from tritonclient.http import InferResult
 
-from serve import v2
+from serve import v2, v2_response
 from serve.batching import Batcher
 from serve.connections import BODY_ARRIVED, IN_FLIGHT, guarded
 
@@ -81,15 +81,15 @@ def test_a_remembered_answer_header_is_the_one_encoding_would_build():
     for values in ([[1.0, 3.0, 2.0], [0.5, 0.1, 0.2]], [[9.0, 8.0, 7.0], [6.0, 5.0, 4.0]]):
         request = v2.parse_request(body, length, SIG, plans)
         logits = np.array(values, np.float32)
-        answer, size = v2.encode_response("m", request, logits, SIG.labels, "3")
-        fresh, fresh_size = v2.encode_response(
+        answer, size = v2_response.encode_response("m", request, logits, SIG.labels, "3")
+        fresh, fresh_size = v2_response.encode_response(
             "m", v2.Request(None, request.images, request.outputs), logits, SIG.labels, "3"
         )
         assert (answer, size) == (fresh, fresh_size)
         result = InferResult.from_response_body(answer, header_length=size)
         np.testing.assert_array_equal(result.as_numpy("logits"), logits)
         assert result.get_response()["model_version"] == "3"
-    again, size = v2.encode_response("m", request, logits, SIG.labels, "4")
+    again, size = v2_response.encode_response("m", request, logits, SIG.labels, "4")
     assert (
         InferResult.from_response_body(again, header_length=size).get_response()["model_version"]
         == "4"

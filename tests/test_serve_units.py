@@ -12,7 +12,7 @@ import pytest
 from tritonclient.http import InferResult
 
 from harness.golden import Saved
-from serve import models, v2
+from serve import models, v2, v2_response
 from serve.batching import Batcher, QueueFull
 
 SIG = v2.Signature("images", "logits", tuple("abc"))
@@ -26,7 +26,7 @@ def request(outputs: list[v2.Output], n: int = 2) -> v2.Request:
 def test_response_decodes_with_tritonclient(binary):
     logits = np.array([[1.0, 3.0, 2.0], [0.5, 0.1, 0.2]], np.float32)
     for k in (0, 2):
-        body, length = v2.encode_response(
+        body, length = v2_response.encode_response(
             "m", request([v2.Output("logits", binary, k)]), logits, SIG.labels
         )
         assert (length is not None) == binary
