@@ -11,6 +11,7 @@ shape/dtype/finite), softmax and top-k, so those live in one place.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ class Backend:
                 f"{self.name}: runtime returned {logits.dtype} {list(logits.shape)}, "
                 f"contract is float32 {list(want)}"
             )
-        if not np.isfinite(logits).all():
+        if not finite(logits):
             raise ContractError(f"{self.name}: runtime returned non-finite logits")
         return logits
 
@@ -70,6 +71,15 @@ class Backend:
     def classify(self, images: np.ndarray, k: int = 3) -> list[list[dict]]:
         """Top-k per image: [{"label", "index", "probability"}], best first."""
         return top_k(self.predict(images), self.labels, k)
+
+
+def finite(values: np.ndarray) -> bool:
+    """No NaN or Inf. A small array is summed in Python (float32 values cannot overflow a
+    float64 sum of 1024; NaN or Inf make it NaN or Inf): a numpy ufunc and reduction cost a
+    running server's request tens of microseconds, their machinery cold between requests."""
+    if values.size <= 1024 and values.dtype == np.float32 and values.flags.c_contiguous:
+        return math.isfinite(sum(memoryview(values).cast("B").cast("f")))
+    return bool(np.isfinite(values).all())
 
 
 def top_k(logits: np.ndarray, labels: list[str], k: int) -> list[list[dict]]:
