@@ -77,7 +77,7 @@ def finite(values: np.ndarray) -> bool:
     """No NaN or Inf. A small array is summed in Python (float32 values cannot overflow a
     float64 sum of 1024; NaN or Inf make it NaN or Inf): a numpy ufunc and reduction cost a
     running server's request tens of microseconds, their machinery cold between requests."""
-    if values.size <= 1024 and values.dtype == np.float32 and values.flags.c_contiguous:
+    if 0 < values.size <= 1024 and values.dtype == np.float32 and values.flags.c_contiguous:
         return math.isfinite(sum(memoryview(values).cast("B").cast("f")))
     return bool(np.isfinite(values).all())
 

@@ -121,10 +121,10 @@ def pixels(images: np.ndarray, what: str) -> np.ndarray:
     """The contract's pixel range: a float32 in 0..PIXEL_MAX reads as an unsigned integer
     no larger than PIXEL_MAX's bits (one pass; Python's max for a small image, cheaper than
     a cold numpy reduction); the rest, -0.0 too, gets the exact check, which says why."""
-    if images.size <= SMALL and images.flags.c_contiguous:
-        top = max(memoryview(images).cast("B").cast("I"), default=0)
+    if 0 < images.size <= SMALL and images.flags.c_contiguous:  # a view cannot cast empty
+        top = max(memoryview(images).cast("B").cast("I"))
     else:
-        top = np.maximum.reduce(images.view(np.uint32), axis=None) if images.size else 0
+        top = np.maximum.reduce(images.view(np.uint32), axis=None, initial=0)
     if top <= _PIXEL_BITS:
         return images
     if not (images.min() >= 0.0 and images.max() <= PIXEL_MAX):

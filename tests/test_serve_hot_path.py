@@ -115,6 +115,21 @@ def test_the_one_pass_pixel_check_agrees_with_the_exact_one(value):
             v2.pixels(images, "x")
 
 
+def test_empty_and_strided_images_take_the_numpy_pass():
+    empty = np.zeros((0, 8, 8, 1), np.float32)
+    assert v2.pixels(empty, "x") is empty
+    strided = np.full((2, 8, 8, 2), 7.0, np.float32)[..., :1]
+    assert v2.pixels(strided, "x") is strided
+    strided[0, 0, 0, 0] = -1.0
+    with pytest.raises(v2.ProtocolError, match="outside"):
+        v2.pixels(strided, "x")
+    big = np.full((4, 32, 32, 1), 255.0, np.float32)  # past SMALL: numpy's reduction
+    assert v2.pixels(big, "x") is big
+    big[3, 31, 31, 0] = np.nan
+    with pytest.raises(v2.ProtocolError, match="NaN"):
+        v2.pixels(big, "x")
+
+
 def test_the_one_pass_pixel_check_on_random_bits():
     bits = np.random.default_rng(0).integers(0, 2**32, 20_000, dtype=np.uint64).astype(np.uint32)
     for value in bits.view(np.float32):
@@ -256,3 +271,20 @@ def test_a_request_beside_another_is_not_alone(guarded_server):
         assert post(guarded_server, [b"y" * 10]) == {"arrived": True, "in_flight": 2}
         held.sendall(b"x" * 15)
         assert b'"in_flight": 1' in held.recv(4096)
+
+
+@pytest.mark.parametrize("size", [0, 10, 1024, 1025], ids=lambda n: f"{n} values")
+def test_the_python_finiteness_check_agrees_with_numpy(size):
+    from harness.backend import finite
+
+    values = np.random.default_rng(size).uniform(-3e38, 3e38, size).astype(np.float32)
+    assert finite(values) is True
+    for bad in (np.nan, np.inf, -np.inf):
+        if size:
+            worse = values.copy()
+            worse[size // 2] = bad
+            assert finite(worse) is False, bad
+    if size >= 2:  # +Inf and -Inf in one batch: their sum is NaN, still caught
+        both = values.copy()
+        both[0], both[1] = np.inf, -np.inf
+        assert finite(both) is False
