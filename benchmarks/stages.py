@@ -232,13 +232,14 @@ def plot(server: dict, path: Path, plt, save) -> Path | None:
     bars = [(f"{row} {c}", stages[row][c]["us"]) for row in stages for c in stages[row]]
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(bars) + 1.5))
     left = [0.0] * len(bars)
-    for stage in STAGES:
+    colors = plt.get_cmap("tab20").colors  # one color per stage: tab10 repeats past ten
+    for stage, color in zip(STAGES, colors[::2] + colors[1::2], strict=False):
         widths = [us[stage] for _, us in bars]
-        ax.barh([name for name, _ in bars], widths, left=left, label=stage)
+        ax.barh([name for name, _ in bars], widths, left=left, label=stage, color=color)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("server CPU per request, us")
     ax.set_title("Where a request's server CPU goes (py-spy samples)")
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     save(fig, path)
     return path
