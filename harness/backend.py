@@ -22,6 +22,11 @@ from contract.formats import FORMATS
 from export import repository
 from harness.runners import RUNNERS, KerasEagerRunner, TorchEagerRunner
 
+FLOAT32 = np.dtype(np.float32)  # compared as a dtype: no conversion from the type each call
+# Values a Python pass checks sooner than numpy in a running server, where a ufunc and its
+# reduction machinery are cold between requests (serve/tensors.py uses it too).
+SMALL = 1024
+
 
 class ContractError(ValueError):
     """Input or output outside the I/O contract; the message says what and how to fix it."""
@@ -42,7 +47,7 @@ class Backend:
     manifest: dict
 
     def check_input(self, images: np.ndarray) -> np.ndarray:
-        if not isinstance(images, np.ndarray) or images.dtype != np.float32:
+        if not isinstance(images, np.ndarray) or images.dtype != FLOAT32:
             got = getattr(images, "dtype", type(images).__name__)
             raise ContractError(f"{self.name}: images must be a float32 numpy array, got {got}")
         if images.ndim != 4 or images.shape[1:] != self.input_shape or images.shape[0] < 1:
@@ -51,11 +56,11 @@ class Backend:
                 f"{self.name}: images must have shape {want} (NHWC, N >= 1), "
                 f"got {list(images.shape)}"
             )
-        return np.ascontiguousarray(images)
+        return images if images.flags.c_contiguous else np.ascontiguousarray(images)
 
     def check_output(self, logits: np.ndarray, n: int) -> np.ndarray:
         want = (n, len(self.labels))
-        if logits.shape != want or logits.dtype != np.float32:
+        if logits.shape != want or logits.dtype != FLOAT32:
             raise ContractError(
                 f"{self.name}: runtime returned {logits.dtype} {list(logits.shape)}, "
                 f"contract is float32 {list(want)}"
@@ -75,9 +80,8 @@ class Backend:
 
 def finite(values: np.ndarray) -> bool:
     """No NaN or Inf. A small array is summed in Python (float32 values cannot overflow a
-    float64 sum of 1024; NaN or Inf make it NaN or Inf): a numpy ufunc and reduction cost a
-    running server's request tens of microseconds, their machinery cold between requests."""
-    if 0 < values.size <= 1024 and values.dtype == np.float32 and values.flags.c_contiguous:
+    float64 sum of SMALL; NaN or Inf make it NaN or Inf)."""
+    if 0 < values.size <= SMALL and values.dtype == FLOAT32 and values.flags.c_contiguous:
         return math.isfinite(sum(memoryview(values).cast("B").cast("f")))
     return bool(np.isfinite(values).all())
 
