@@ -147,24 +147,18 @@ class App:
                 alone = tasks is not None and len(tasks) == 1
                 logits = await servable.batcher.infer(images, expected=True, alone=alone)
                 if predict:  # request: the key TF Serving answers under
-                    call = (tfserving.encode, request, logits)
+                    encode, args = tfserving.encode, (request, logits)
                     size, json_out = logits.nbytes * 4, True  # JSON text is ~4x the binary
                 else:
-                    labels, version = servable.signature.labels, servable.version
-                    call = (
-                        v2_response.encode_response,
-                        servable.name,
-                        request,
-                        logits,
-                        labels,
-                        version,
-                    )
-                    json_out = not all(out.binary for out in request.outputs)
+                    encode = v2_response.encode_response
+                    sig, version = servable.signature, servable.version
+                    args = (servable.name, request, logits, sig.labels, version)
+                    json_out = not request.outputs[0].binary  # the one output (v2.parse_outputs)
                     size = logits.nbytes * (4 if json_out else 1)
                 if self.admission.inline(size):
-                    answer = call[0](*call[1:])
+                    answer = encode(*args)
                 else:
-                    answer = await self.admission.offload(size, *call, json=json_out)
+                    answer = await self.admission.offload(size, encode, *args, json=json_out)
                 payload, header_length = (answer, None) if predict else answer
             except (v2.ProtocolError, harness.ContractError) as e:
                 timed.status, payload = status_of(e), v2.error_body(str(e))
@@ -201,17 +195,18 @@ class App:
             if (encoding := headers.get(b"content-encoding")) is not None:
                 body = inflate(body, encoding, config.max_body)
             if predict:
-                call = (tfserving.parse_predict, body, servable.signature.input_name)
+                parse, args = tfserving.parse_predict, (body, servable.signature.input_name)
                 json_body = True
             else:
                 split_at = headers.get(b"inference-header-content-length")
-                call = (v2.parse_request, body, split_at, servable.signature, servable.plans)
+                parse = v2.parse_request
+                args = (body, split_at, servable.signature, servable.plans)
                 json_body = split_at is None
             if self.admission.inline(len(body)):
-                parsed = call[0](*call[1:])
+                parsed = parse(*args)
             else:
-                parsed = await self.admission.offload(len(body), *call, json=json_body)
-            del body, call  # the tensor is a view of the body only for binary inputs
+                parsed = await self.admission.offload(len(body), parse, *args, json=json_body)
+            del body, args  # the tensor is a view of the body only for binary inputs
             if predict:
                 images, key = parsed
                 return key, servable.model.check_input(images)

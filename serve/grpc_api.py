@@ -29,7 +29,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from serve import v2, v2_response
+from serve import tensors, v2, v2_response
 from serve.admission import Admission
 from serve.batching import QueueFull
 from serve.metrics import Timed, status_of
@@ -111,7 +111,7 @@ def parse(request: pb.ModelInferRequest, sig: v2.Signature) -> tuple[np.ndarray,
         raise v2.ProtocolError(
             f"input {tensor.name} has neither raw_input_contents nor contents.fp32_contents"
         )
-    images = v2.decode(data, shape, tensor.name, where)
+    images = tensors.decode(data, shape, tensor.name, where)
     # The REST parser checks output names and the classification parameter: give it the
     # same request in JSON's shape.
     requested = [

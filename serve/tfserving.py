@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from export.versions import live
-from serve import v2
+from serve import tensors, v2
 
 SIGNATURE = "serving_default"
 
@@ -42,8 +42,8 @@ def parse_predict(body: bytes, input_name: str) -> tuple[np.ndarray, str]:
         data, key, what = request["inputs"], "outputs", "inputs"
         if isinstance(data, dict):
             data = _named(data, input_name, "inputs")
-    images = v2.numbers(data, what)
-    return v2.pixels(images, "images"), key
+    images = tensors.numbers(data, what)
+    return tensors.pixels(images, "images"), key
 
 
 def _named(value: dict, input_name: str, what: str) -> object:

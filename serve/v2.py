@@ -1,5 +1,5 @@
-"""Open Inference Protocol (KServe V2) REST codec: bytes in, tensors out (the answer:
-serve/v2_response.py). Pure functions, no framework and no model, so the hot path stays
+"""Open Inference Protocol (KServe V2) REST codec: bytes in, tensors out (their contents:
+serve/tensors.py; the answer: serve/v2_response.py). Pure functions, no framework and no model, so the hot path stays
 cheap and every rule is testable on its own. Extensions:
 
 - binary tensor data: the body is a JSON header followed by raw tensors back to back;
@@ -21,20 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from contract.names import PIXEL_MAX
+from serve.errors import ProtocolError, quoted
+from serve.tensors import decode, json_pixels
 
 VERSION = "1"  # the version of a variant exported before versions (export/versions.py)
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
-_QUOTED = 80  # characters of a bad value quoted back in an error
-
-
-class ProtocolError(ValueError):
-    """A request the protocol cannot accept; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -51,12 +43,6 @@ class Output:
     name: str
     binary: bool
     classification: int  # 0: the logits themselves; k: top-k "probability:index:label"
-
-
-def quoted(value: object) -> str:
-    """A client's value as an error quotes it back: its repr, cut at _QUOTED characters."""
-    text = repr(value)
-    return text if len(text) <= _QUOTED else text[:_QUOTED] + "..."
 
 
 def _reject_constant(name: str) -> float:
@@ -105,38 +91,6 @@ def _shape(value: object, name: str) -> list[int]:
     return value
 
 
-def numbers(data: object, what: str) -> np.ndarray:
-    """A JSON (nested) list of numbers as float32; strings and booleans are refused."""
-    try:
-        values = np.asarray(data)
-    except (ValueError, TypeError):
-        raise ProtocolError(f"{what} must be a (nested) list of numbers") from None
-    # dtype=float32 would convert "1.5" and true silently: check the kind first.
-    if values.dtype.kind not in "iuf":
-        raise ProtocolError(f"{what} must hold numbers only (FP32), got {values.dtype} values")
-    return values.astype(np.float32, copy=False)
-
-
-def pixels(images: np.ndarray, what: str) -> np.ndarray:
-    """The contract's pixel range: a float32 in 0..PIXEL_MAX reads as an unsigned integer
-    no larger than PIXEL_MAX's bits (one pass; Python's max for a small image, cheaper than
-    a cold numpy reduction); the rest, -0.0 too, gets the exact check, which says why."""
-    if 0 < images.size <= SMALL and images.flags.c_contiguous:  # a view cannot cast empty
-        top = max(memoryview(images).cast("B").cast("I"))
-    else:
-        top = np.maximum.reduce(images.view(np.uint32), axis=None, initial=0)
-    if top <= _PIXEL_BITS:
-        return images
-    if not (images.min() >= 0.0 and images.max() <= PIXEL_MAX):
-        if not np.isfinite(images).all():
-            raise ProtocolError(f"{what} contains NaN or Inf; pixels must be finite")
-        raise ProtocolError(f"{what} has values outside 0..{PIXEL_MAX:g}: send raw pixels")
-    return images
-
-
-SMALL, _PIXEL_BITS = 1024, int(np.float32(PIXEL_MAX).view(np.uint32))  # values, bits
-
-
 def check_input(name: object, datatype: object, shape: object, sig: Signature) -> list[int]:
     """The input tensor's name, datatype and shape as declared, for REST and gRPC alike."""
     if name != sig.input_name:
@@ -146,27 +100,6 @@ def check_input(name: object, datatype: object, shape: object, sig: Signature) -
     if datatype != "FP32":
         raise ProtocolError(f"input {name}: datatype {quoted(datatype)}, the model takes FP32")
     return _shape(shape, name)
-
-
-def decode(data: object, shape: list[int], name: str, where: str = "data") -> np.ndarray:
-    """Tensor contents -> float32 images of `shape`, pixels checked, for REST and gRPC alike.
-    `data` is raw little-endian FP32 (bytes or memoryview) or a (nested) list of numbers."""
-    count = math.prod(shape)
-    if isinstance(data, bytes | memoryview):
-        if len(data) != 4 * count:
-            raise ProtocolError(
-                f"input {name}: {len(data)} bytes in {where}, shape {shape} needs "
-                f"{4 * count} (FP32)"
-            )
-        images = np.frombuffer(data, "<f4", count).reshape(shape)
-    else:
-        images = numbers(data, f"input {name}: {where}")
-        if images.size != count:
-            raise ProtocolError(
-                f"input {name}: {images.size} values in {where}, shape {shape} needs {count}"
-            )
-        images = images.reshape(shape)
-    return pixels(images, f"input {name}")
 
 
 def _binary(body: bytes, start: int, size: int, shape: list[int], name: str) -> memoryview:
@@ -230,6 +163,8 @@ def parse_request(
     plan = plans.get(key) if key is not None else None
     if plan is None:
         header = _dict(load_json(body[:end], "inference header"), "inference header")
+        if header_length is None and (request := _usual_json(header, sig)) is not None:
+            return request
         plan = _plan(header, sig)
         if plan.size is None:  # the tensor is JSON data in the header
             if end != len(body):
@@ -245,6 +180,37 @@ def parse_request(
     data = _binary(body, end, plan.size, plan.shape, plan.name)
     images = decode(data, plan.shape, plan.name, "binary data")
     return Request(plan.id, images, plan.outputs, plan)
+
+
+def _usual_json(header: dict, sig: Signature) -> Request | None:
+    """The usual JSON request, checked in one function: {"inputs": [{"name", "datatype",
+    "shape", "data"}]} and maybe a string "id", flat data in the pixel range. Anything else
+    (or anything wrong): None, and `_plan` and `decode` check it and say what is wrong."""
+    inputs = header.get("inputs")
+    request_id = header.get("id")
+    if (
+        type(inputs) is not list
+        or len(inputs) != 1
+        or len(header) != (1 if request_id is None else 2)
+        or (request_id is not None and type(request_id) is not str)
+    ):
+        return None
+    tensor = inputs[0]
+    if type(tensor) is not dict or len(tensor) != 4:
+        return None
+    shape = tensor.get("shape")
+    if (
+        tensor.get("name") != sig.input_name
+        or tensor.get("datatype") != "FP32"
+        or type(shape) is not list
+        or not shape
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        return None
+    images = json_pixels(tensor.get("data"), math.prod(shape))
+    if images is None:
+        return None
+    return Request(request_id, images.reshape(shape), [Output(sig.output_name, False, 0)])
 
 
 def _plan(header: dict, sig: Signature) -> Plan:

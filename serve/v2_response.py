@@ -40,6 +40,10 @@ def encode_response(
     if plan is not None and plan.answer is not None and plan.answer[0] == key:
         text = plan.answer[1]
         return text + logits.tobytes(), len(text)
+    if len(request.outputs) == 1:
+        out = request.outputs[0]
+        if not out.binary and not out.classification:
+            return json_logits(model, version, out.name, request.id, logits), None
     outputs, blobs = [], []
     for out in request.outputs:
         if out.classification:
@@ -67,3 +71,29 @@ def encode_response(
     if plan is not None and all(out.binary and not out.classification for out in plan.outputs):
         plan.answer = (key, text)
     return b"".join([text, *blobs]), len(text)
+
+
+HEADS = 64  # JSON answer heads kept, for every model, version, output and shape together
+_heads: dict[tuple, bytes] = {}
+_NULL_END = b"null}]}"
+
+
+def json_logits(
+    model: str, version: str, name: str, request_id: str | None, logits: np.ndarray
+) -> bytes:
+    """The usual JSON answer, logits as `data`, as `encode_response` would build it: the
+    text before the numbers depends only on the model, version, output and shape, so it is
+    built once and kept (emptied when HEADS are kept)."""
+    key = (model, version, name, logits.shape)
+    head = _heads.get(key)
+    if head is None:
+        tensor = {"name": name, "datatype": "FP32", "shape": list(logits.shape), "data": None}
+        text = orjson.dumps({"model_name": model, "model_version": version, "outputs": [tensor]})
+        head = text[: -len(_NULL_END)]
+        if len(_heads) >= HEADS:
+            _heads.clear()
+        _heads[key] = head
+    data = orjson.dumps(logits.ravel().tolist())
+    if request_id is None:
+        return b"".join((head, data, b"}]}"))
+    return b"".join((head, data, b'}],"id":', orjson.dumps(request_id), b"}"))

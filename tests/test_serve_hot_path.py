@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from tritonclient.http import InferResult
 
-from serve import v2, v2_response
+from serve import tensors, v2, v2_response
 from serve.batching import Batcher
 from serve.connections import BODY_ARRIVED, IN_FLIGHT, guarded
 
@@ -109,25 +109,25 @@ def test_the_one_pass_pixel_check_agrees_with_the_exact_one(value):
     images = np.full((1, 2, 2, 1), 10.0, np.float32)
     images[0, 1, 1, 0] = value
     if reference_pixels(images):
-        assert v2.pixels(images, "x") is images
+        assert tensors.pixels(images, "x") is images
     else:
         with pytest.raises(v2.ProtocolError, match=r"NaN or Inf|outside 0\.\.255"):
-            v2.pixels(images, "x")
+            tensors.pixels(images, "x")
 
 
 def test_empty_and_strided_images_take_the_numpy_pass():
     empty = np.zeros((0, 8, 8, 1), np.float32)
-    assert v2.pixels(empty, "x") is empty
+    assert tensors.pixels(empty, "x") is empty
     strided = np.full((2, 8, 8, 2), 7.0, np.float32)[..., :1]
-    assert v2.pixels(strided, "x") is strided
+    assert tensors.pixels(strided, "x") is strided
     strided[0, 0, 0, 0] = -1.0
     with pytest.raises(v2.ProtocolError, match="outside"):
-        v2.pixels(strided, "x")
+        tensors.pixels(strided, "x")
     big = np.full((4, 32, 32, 1), 255.0, np.float32)  # past SMALL: numpy's reduction
-    assert v2.pixels(big, "x") is big
+    assert tensors.pixels(big, "x") is big
     big[3, 31, 31, 0] = np.nan
     with pytest.raises(v2.ProtocolError, match="NaN"):
-        v2.pixels(big, "x")
+        tensors.pixels(big, "x")
 
 
 def test_the_one_pass_pixel_check_on_random_bits():
@@ -135,7 +135,7 @@ def test_the_one_pass_pixel_check_on_random_bits():
     for value in bits.view(np.float32):
         images = np.array([value], np.float32)
         try:
-            ok = v2.pixels(images, "x") is images
+            ok = tensors.pixels(images, "x") is images
         except v2.ProtocolError:
             ok = False
         assert ok == reference_pixels(images), value
