@@ -71,6 +71,13 @@ def test_the_usual_json_request_parses_as_the_full_parser_would(data):
     assert parsed(usual) == parsed(full)
 
 
+def test_the_usual_request_takes_the_short_way():
+    for name in ("floats", "integers", "a boolean inside", "minus zero"):
+        assert v2._usual_json(request(CASES[name]), SIG) is not None, name
+    for name in ("nested", "strings only", "over the range", "a boolean at an end"):
+        assert v2._usual_json(request(CASES[name]), SIG) is None, name
+
+
 HEADERS = {
     "an id": {"id": "r1"},
     "a null id": {"id": None},
