@@ -1,6 +1,6 @@
 """Open Inference Protocol (KServe V2) REST codec: bytes in, tensors out (their contents:
-serve/tensors.py; the answer: serve/v2_response.py). Pure functions, no framework and no model, so the hot path stays
-cheap and every rule is testable on its own. Extensions:
+serve/tensors.py; the answer: serve/v2_response.py). Pure functions, no framework and no
+model, so the hot path stays cheap and every rule is testable on its own. Extensions:
 
 - binary tensor data: the body is a JSON header followed by raw tensors back to back;
   `Inference-Header-Content-Length` says where the JSON ends and each binary tensor
